@@ -1,0 +1,358 @@
+"""Configuration: environment variables (and an optional TOML file) -> frozen ``Config``.
+
+Pure: ``load`` takes the environment as a mapping. Every problem is collected and
+reported at once, each naming its variable; secrets are wrapped in ``Secret`` so no
+``repr``, log line or error ever shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bridge.errors import ConfigError
+
+ROLES = ("ingest", "commands")
+Role = Literal["ingest", "commands"]
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str``; call ``reveal()`` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def env(name: str, *, choices: Sequence[str] = (), minimum: float | None = None) -> Any:
+    """A dataclass field read from the variable ``BRIDGE_<name>``."""
+    return field(metadata={"env": f"BRIDGE_{name}", "choices": tuple(choices), "min": minimum})
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
+    client_id: str = env("KAFKA_CLIENT_ID")
+    # Broker capabilities: keep on for real Kafka, turn off for the embedded broker.
+    enable_idempotence: bool = env("KAFKA_ENABLE_IDEMPOTENCE")
+    create_topics: bool = env("KAFKA_CREATE_TOPICS")
+    topic_partitions: int = env("KAFKA_TOPIC_PARTITIONS", minimum=1)
+    replication_factor: int = env("KAFKA_REPLICATION_FACTOR", minimum=1)
+    auto_offset_reset: str = env("KAFKA_AUTO_OFFSET_RESET", choices=("earliest", "latest"))
+    consumer_group: str = env("KAFKA_CONSUMER_GROUP")
+    session_timeout_ms: int = env("KAFKA_SESSION_TIMEOUT_MS", minimum=1000)
+    heartbeat_interval_ms: int = env("KAFKA_HEARTBEAT_INTERVAL_MS", minimum=100)
+    request_timeout_ms: int = env("KAFKA_REQUEST_TIMEOUT_MS", minimum=1000)
+    compression: str = env(
+        "KAFKA_COMPRESSION", choices=("none", "gzip", "snappy", "lz4", "zstd")
+    )
+    linger_ms: int = env("KAFKA_LINGER_MS", minimum=0)
+    security_protocol: str = env(
+        "KAFKA_SECURITY_PROTOCOL", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+    )
+    sasl_mechanism: str = env(
+        "KAFKA_SASL_MECHANISM", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    )
+    sasl_username: str | None = env("KAFKA_SASL_USERNAME")
+    sasl_password: Secret | None = env("KAFKA_SASL_PASSWORD")
+    ssl_cafile: str | None = env("KAFKA_SSL_CAFILE")
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    events: str = env("TOPIC_EVENTS")
+    commands: str = env("TOPIC_COMMANDS")
+    results: str = env("TOPIC_RESULTS")
+    dead_letter: str = env("TOPIC_DEAD_LETTER")
+    ledger: str = env("TOPIC_LEDGER")
+
+
+@dataclass(frozen=True)
+class BirdConfig:
+    api_url: str = env("BIRD_API_URL")
+    access_key: Secret | None = env("BIRD_ACCESS_KEY")
+    organization_id: str | None = env("BIRD_ORGANIZATION_ID")
+    workspace_id: str | None = env("BIRD_WORKSPACE_ID")
+    request_timeout_s: float = env("BIRD_REQUEST_TIMEOUT_S", minimum=0.1)
+    rate_get_per_s: float = env("BIRD_RATE_GET_PER_S", minimum=0.1)
+    rate_post_per_s: float = env("BIRD_RATE_POST_PER_S", minimum=0.1)
+    retry_base_s: float = env("BIRD_RETRY_BASE_S", minimum=0.0)
+    retry_cap_s: float = env("BIRD_RETRY_CAP_S", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    signing_key: Secret | None = env("WEBHOOK_SIGNING_KEY")
+    signing_key_previous: Secret | None = env("WEBHOOK_SIGNING_KEY_PREVIOUS")
+    public_url: str | None = env("WEBHOOK_PUBLIC_URL")
+    insecure: bool = env("WEBHOOK_INSECURE")
+    max_body_bytes: int = env("WEBHOOK_MAX_BODY_BYTES", minimum=1)
+    dedupe_max_entries: int = env("WEBHOOK_DEDUPE_MAX_ENTRIES", minimum=0)
+    dedupe_ttl_s: float = env("WEBHOOK_DEDUPE_TTL_S", minimum=0.0)
+    publish_timeout_s: float = env("WEBHOOK_PUBLISH_TIMEOUT_S", minimum=0.1)
+    retry_after_s: int = env("WEBHOOK_RETRY_AFTER_S", minimum=1)
+    ensure_subscriptions: bool = env("ENSURE_SUBSCRIPTIONS")
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    max_in_flight: int = env("COMMANDS_MAX_IN_FLIGHT", minimum=1)
+    command_deadline_s: float = env("COMMANDS_DEADLINE_S", minimum=0.1)
+    follow_timeout_s: float = env("COMMANDS_FOLLOW_TIMEOUT_S", minimum=0.1)
+    follow_interval_s: float = env("COMMANDS_FOLLOW_INTERVAL_S", minimum=0.01)
+    commit_interval_s: float = env("COMMANDS_COMMIT_INTERVAL_S", minimum=0.01)
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig
+    topics: TopicsConfig
+    bird: BirdConfig
+    webhook: WebhookConfig
+    commands: CommandsConfig
+    http_host: str = env("HTTP_HOST")
+    http_port: int = env("HTTP_PORT", minimum=0)
+    log_format: str = env("LOG_FORMAT", choices=("json", "console"))
+    log_level: str = env("LOG_LEVEL", choices=("debug", "info", "warning", "error"))
+    shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_S", minimum=0.1)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, for redaction."""
+        found = [
+            value.reveal()
+            for section in (self.kafka, self.bird, self.webhook)
+            for value in vars(section).values()
+            if isinstance(value, Secret) and value.reveal()
+        ]
+        return found
+
+    def require(self, roles: Sequence[Role]) -> None:
+        """Check what a role needs beyond the defaults; raise one ``ConfigError`` for all."""
+        problems: list[str] = []
+        if "ingest" in roles and not self.webhook.insecure:
+            if self.webhook.signing_key is None:
+                problems.append(
+                    "BRIDGE_WEBHOOK_SIGNING_KEY: required to verify Bird's webhooks "
+                    "(or set BRIDGE_WEBHOOK_INSECURE=true to accept unsigned requests)"
+                )
+            if not self.webhook.public_url:
+                problems.append(
+                    "BRIDGE_WEBHOOK_PUBLIC_URL: required, Bird signs the URL it posts to"
+                )
+        if "commands" in roles and self.bird.access_key is None:
+            problems.append("BRIDGE_BIRD_ACCESS_KEY: required for the commands role")
+        if self.webhook.ensure_subscriptions:
+            for name, value in (
+                ("BRIDGE_BIRD_ACCESS_KEY", self.bird.access_key),
+                ("BRIDGE_BIRD_ORGANIZATION_ID", self.bird.organization_id),
+                ("BRIDGE_BIRD_WORKSPACE_ID", self.bird.workspace_id),
+                ("BRIDGE_WEBHOOK_PUBLIC_URL", self.webhook.public_url),
+            ):
+                if not value:
+                    problems.append(f"{name}: required when BRIDGE_ENSURE_SUBSCRIPTIONS=true")
+        if self.kafka.security_protocol.startswith("SASL") and (
+            not self.kafka.sasl_username or self.kafka.sasl_password is None
+        ):
+            problems.append(
+                "BRIDGE_KAFKA_SASL_USERNAME / BRIDGE_KAFKA_SASL_PASSWORD: required with "
+                f"BRIDGE_KAFKA_SECURITY_PROTOCOL={self.kafka.security_protocol}"
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+DEFAULTS: dict[str, str] = {
+    "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": "localhost:9092",
+    "BRIDGE_KAFKA_CLIENT_ID": "channel-bridge",
+    "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "true",
+    "BRIDGE_KAFKA_CREATE_TOPICS": "true",
+    "BRIDGE_KAFKA_TOPIC_PARTITIONS": "6",
+    "BRIDGE_KAFKA_REPLICATION_FACTOR": "3",
+    "BRIDGE_KAFKA_AUTO_OFFSET_RESET": "earliest",
+    "BRIDGE_KAFKA_CONSUMER_GROUP": "channel-bridge",
+    "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "10000",
+    "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "3000",
+    "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "30000",
+    "BRIDGE_KAFKA_COMPRESSION": "none",
+    "BRIDGE_KAFKA_LINGER_MS": "5",
+    "BRIDGE_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "BRIDGE_KAFKA_SASL_MECHANISM": "PLAIN",
+    "BRIDGE_TOPIC_EVENTS": "bird.channel-events",
+    "BRIDGE_TOPIC_COMMANDS": "bird.connector-commands",
+    "BRIDGE_TOPIC_RESULTS": "bird.connector-results",
+    "BRIDGE_TOPIC_DEAD_LETTER": "bird.dead-letter",
+    "BRIDGE_TOPIC_LEDGER": "bird.connector-ledger",
+    "BRIDGE_BIRD_API_URL": "https://api.bird.com",
+    "BRIDGE_BIRD_REQUEST_TIMEOUT_S": "10",
+    "BRIDGE_BIRD_RATE_GET_PER_S": "50",
+    "BRIDGE_BIRD_RATE_POST_PER_S": "500",
+    "BRIDGE_BIRD_RETRY_BASE_S": "0.2",
+    "BRIDGE_BIRD_RETRY_CAP_S": "10",
+    "BRIDGE_WEBHOOK_INSECURE": "false",
+    "BRIDGE_WEBHOOK_MAX_BODY_BYTES": str(1024 * 1024),
+    "BRIDGE_WEBHOOK_DEDUPE_MAX_ENTRIES": "100000",
+    "BRIDGE_WEBHOOK_DEDUPE_TTL_S": str(24 * 3600),
+    "BRIDGE_WEBHOOK_PUBLISH_TIMEOUT_S": "5",
+    "BRIDGE_WEBHOOK_RETRY_AFTER_S": "5",
+    "BRIDGE_ENSURE_SUBSCRIPTIONS": "false",
+    "BRIDGE_COMMANDS_MAX_IN_FLIGHT": "100",
+    "BRIDGE_COMMANDS_DEADLINE_S": "60",
+    "BRIDGE_COMMANDS_FOLLOW_TIMEOUT_S": "300",
+    "BRIDGE_COMMANDS_FOLLOW_INTERVAL_S": "1",
+    "BRIDGE_COMMANDS_COMMIT_INTERVAL_S": "0.5",
+    "BRIDGE_HTTP_HOST": "0.0.0.0",
+    "BRIDGE_HTTP_PORT": "8080",
+    "BRIDGE_LOG_FORMAT": "json",
+    "BRIDGE_LOG_LEVEL": "info",
+    "BRIDGE_SHUTDOWN_TIMEOUT_S": "20",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(raw: str, kind: Any, meta: Mapping[str, Any]) -> Any:
+    """Parse one raw string into the annotated type; raise ``ValueError`` with a reason."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if kind is Secret:
+        return Secret(raw)
+    value: Any
+    if kind is int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+    elif kind is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+    else:
+        value = raw.strip()
+    if meta["min"] is not None and value < meta["min"]:
+        raise ValueError(f"must be at least {meta['min']}, got {raw!r}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise ValueError(f"must be one of {', '.join(meta['choices'])}, got {raw!r}")
+    return value
+
+
+def _read_file_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {name}_FILE {path!r}: {exc.strerror}") from None
+
+
+def _section(cls: type[Any], source: Mapping[str, str], problems: list[str]) -> Any:
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f.metadata.get("env")
+        if name is None:
+            continue
+        kind = hints[f.name]
+        optional = type(None) in typing.get_args(kind)
+        raw = source.get(name)
+        file_path = source.get(f"{name}_FILE")
+        try:
+            if file_path:
+                raw = _read_file_file(name, file_path)
+            if raw is None or (raw == "" and optional):
+                if optional:
+                    values[f.name] = None
+                    continue
+                raw = DEFAULTS[name]
+            values[f.name] = _parse(raw, kind, f.metadata)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        return None
+    return cls(**values)
+
+
+def read_file(path: str | Path) -> dict[str, str]:
+    """Read a TOML file of ``BRIDGE_*`` keys (the same names as the environment)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"BRIDGE_CONFIG_FILE: cannot read {str(path)!r}: {exc}"]) from None
+    problems = [f"{path}: unknown key {k!r}" for k in data if not _known(k)]
+    if problems:
+        raise ConfigError(problems)
+    return {k: _as_text(v) for k, v in data.items()}
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _known(key: str) -> bool:
+    base = key.removesuffix("_FILE")
+    return base in DEFAULTS or base in _optional_names()
+
+
+def _optional_names() -> set[str]:
+    names: set[str] = set()
+    for cls in (KafkaConfig, TopicsConfig, BirdConfig, WebhookConfig, CommandsConfig, Config):
+        names.update(f.metadata["env"] for f in dataclasses.fields(cls) if "env" in f.metadata)
+    return names
+
+
+def load(environ: Mapping[str, str]) -> Config:
+    """Build the config from ``environ`` (over ``BRIDGE_CONFIG_FILE`` when set)."""
+    source: dict[str, str] = {}
+    if environ.get("BRIDGE_CONFIG_FILE"):
+        source.update(read_file(environ["BRIDGE_CONFIG_FILE"]))
+    source.update({k: v for k, v in environ.items() if k.startswith("BRIDGE_")})
+    problems: list[str] = []
+    sections = {
+        "kafka": _section(KafkaConfig, source, problems),
+        "topics": _section(TopicsConfig, source, problems),
+        "bird": _section(BirdConfig, source, problems),
+        "webhook": _section(WebhookConfig, source, problems),
+        "commands": _section(CommandsConfig, source, problems),
+    }
+    top: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        name = f.metadata.get("env")
+        if name is None:
+            continue
+        try:
+            top[f.name] = _parse(source.get(name, DEFAULTS[name]), hints[f.name], f.metadata)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections, **top)

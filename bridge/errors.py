@@ -1,0 +1,108 @@
+"""The bridge's error tree (pure; no I/O).
+
+    BridgeError                      base; ``http_status`` and ``retryable`` are class facts
+    ├── ConfigError                  start-up settings; lists every problem, each naming its variable
+    ├── WebhookRejected              an inbound webhook we refuse (4xx, with a reason)
+    │   ├── UnsupportedMediaType     415
+    │   ├── PayloadTooLarge          413
+    │   ├── BadSignature             401
+    │   └── BadPayload               400
+    ├── PublishUnavailable           Kafka did not acknowledge in time (503 + Retry-After)
+    ├── InvalidCommand               a command record that fails validation (names the field)
+    └── BirdError                    a Bird API failure: code, message, details, http_status, retryable
+
+Third-party exceptions (aiohttp, aiokafka) are translated into these once, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class BridgeError(Exception):
+    http_status: int = 500
+    retryable: bool = False
+    reason: str = "internal error"
+
+    def __init__(self, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(self.reason)
+
+
+class ConfigError(BridgeError):
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class WebhookRejected(BridgeError):
+    http_status = 400
+
+
+class UnsupportedMediaType(WebhookRejected):
+    http_status = 415
+
+
+class PayloadTooLarge(WebhookRejected):
+    http_status = 413
+
+
+class BadSignature(WebhookRejected):
+    http_status = 401
+
+
+class BadPayload(WebhookRejected):
+    http_status = 400
+
+
+class PublishUnavailable(BridgeError):
+    http_status = 503
+    retryable = True
+    reason = "Kafka did not acknowledge the event in time"
+
+
+class InvalidCommand(BridgeError):
+    """A command record that cannot be executed; ``field`` names the offending JSON path."""
+
+    def __init__(self, field: str, reason: str, command_id: str | None = None) -> None:
+        self.field = field
+        self.command_id = command_id
+        super().__init__(f"{field}: {reason}")
+
+
+class BirdError(BridgeError):
+    """A failed call to Bird, mapped from its error body (bird-api.md 1, Errors)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None,
+        retryable: bool,
+        details: Mapping[str, Any] | None = None,
+        bird_code: str | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.http_status = http_status or 0
+        self.status = http_status
+        self.retryable = retryable
+        self.details = dict(details or {})
+        self.bird_code = bird_code
+        super().__init__(message)
+
+    def as_result_error(self) -> dict[str, Any]:
+        """The ``error`` object of a failed result (contract section 4)."""
+        details = dict(self.details)
+        if self.bird_code:
+            details.setdefault("birdCode", self.bird_code)
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "httpStatus": self.status,
+            "details": details,
+        }

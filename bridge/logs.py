@@ -1,0 +1,94 @@
+"""structlog set-up: JSON lines (orjson) by default, console on request; secrets redacted.
+
+``configure`` is the only function with side effects; the processors are pure.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """Replace every known secret value wherever it appears in an event's strings."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret that contains another is removed whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if not self.secrets:
+            return event
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self.scrub(value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                event[key] = self.scrub(repr(value)) if not isinstance(value, str) else value
+        return event
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
+    return orjson.dumps(obj, default=default or repr)
+
+
+def configure(
+    *, fmt: str = "json", level: str = "info", secrets: Iterable[str] = (), stream: Any = None
+) -> None:
+    """Configure structlog and the stdlib root logger (aiokafka and aiohttp log through it)."""
+    numeric = logging.getLevelName(level.upper())
+    redactor = Redactor(secrets)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redactor,
+    ]
+    renderer: Any
+    if fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        factory: Any = structlog.PrintLoggerFactory(stream or sys.stderr)
+    else:
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        factory = structlog.BytesLoggerFactory(stream or sys.stderr.buffer)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=factory,
+        cache_logger_on_first_use=False,
+    )
+    # Route the standard library's logging (aiokafka, aiohttp) through the same pipeline.
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer if fmt == "console" else _StdlibJSON(),
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+    # aiohttp's access log is replaced by our own one line per request.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class _StdlibJSON:
+    def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> str:
+        event.pop("_record", None)
+        event.pop("_from_structlog", None)
+        return orjson.dumps(event, default=repr).decode()
