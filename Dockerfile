@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1
+# Channel Bridge image: one image for both roles (`bridge run --role ingest|commands|all`).
+#
+# BASE_IMAGE is any Debian-based image with python3 (3.11) and the venv module; releases
+# pin the default by digest, offline builds pass a locally built base
+# (see docs/deployment.md and scripts/image-smoke.sh).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS builder
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_INPUT=1
+
+WORKDIR /src
+
+# Dependencies in their own layer, rebuilt only when the lock files change. Every file is
+# checked against its hash; --no-deps because the lock file is already the full closure.
+COPY requirements/runtime.txt requirements/build.txt requirements/
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
+
+# The project itself: built with the hash-pinned backend from /opt/build (no download
+# during the build), installed without touching the dependencies, then pip and
+# setuptools leave the runtime venv (nothing installs packages at run time).
+COPY pyproject.toml README.md ./
+COPY bridge/ bridge/
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
+    && /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/channel_bridge-*.whl \
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+    && /opt/venv/bin/bridge --help > /dev/null
+
+# ---------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="channel-bridge" \
+      org.opencontainers.image.description="Links Bird's channel platform to Kafka" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+# Nothing is written outside /tmp: no bytecode caches, HOME in /tmp, so the container
+# runs with a read-only root filesystem and an emptyDir (or tmpfs) at /tmp.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONFAULTHANDLER=1 \
+    HOME=/tmp \
+    PATH=/opt/venv/bin:${PATH} \
+    BRIDGE_HTTP_PORT=8080
+
+# Numeric uid/gid so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+RUN groupadd --gid 10001 bridge \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
+       --shell /usr/sbin/nologin bridge
+
+COPY --from=builder /opt/venv /opt/venv
+
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8080
+
+# For docker/podman (Kubernetes uses the chart's probes). No curl in the image: python.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('BRIDGE_HTTP_PORT', '8080') + '/healthz', timeout=3)"]
+
+# dumb-init is PID 1: it forwards SIGTERM to the bridge (which drains within
+# BRIDGE_SHUTDOWN_TIMEOUT_S and exits 0) and reaps zombies.
+ENTRYPOINT ["/opt/venv/bin/dumb-init", "--", "/opt/venv/bin/bridge"]
+CMD ["run", "--role", "all"]
