@@ -1,0 +1,65 @@
+"""A bounded log of the Bird API requests the simulator saw, for tests and demos (pure)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bridge.simulator.model import format_time
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: str
+    workspace_id: str | None
+    status: int | None  # None: the connection was closed without an answer
+    at: datetime
+    duration_ms: float
+    fault: str | None
+    processed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "workspaceId": self.workspace_id,
+            "status": self.status,
+            "time": format_time(self.at),
+            "timestamp": self.at.timestamp(),
+            "durationMs": round(self.duration_ms, 2),
+            "fault": self.fault,
+            "processed": self.processed,
+        }
+
+
+class RequestJournal:
+    def __init__(self, size: int) -> None:
+        self._records: deque[RequestRecord] = deque(maxlen=size)
+
+    def add(self, record: RequestRecord) -> None:
+        self._records.append(record)
+
+    def clear(self) -> None:
+        self._records.clear()
+
+    def query(self, filters: Mapping[str, str]) -> list[RequestRecord]:
+        """Filter by ``method``, ``path`` (a glob), ``workspaceId`` and ``status``."""
+        method = filters.get("method", "").upper()
+        path = filters.get("path")
+        workspace = filters.get("workspaceId")
+        status = filters.get("status")
+        return [
+            r
+            for r in self._records
+            if (not method or r.method == method)
+            and (path is None or fnmatch.fnmatchcase(r.path, path))
+            and (workspace is None or r.workspace_id == workspace)
+            and (status is None or str(r.status) == status)
+        ]
