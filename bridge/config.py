@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from bridge.errors import ConfigError
 
-ROLES = ("ingest", "commands")
 Role = Literal["ingest", "commands"]
+ROLES: tuple[Role, ...] = ("ingest", "commands")
 
 
 class Secret:
@@ -64,9 +64,7 @@ class KafkaConfig:
     session_timeout_ms: int = env("KAFKA_SESSION_TIMEOUT_MS", minimum=1000)
     heartbeat_interval_ms: int = env("KAFKA_HEARTBEAT_INTERVAL_MS", minimum=100)
     request_timeout_ms: int = env("KAFKA_REQUEST_TIMEOUT_MS", minimum=1000)
-    compression: str = env(
-        "KAFKA_COMPRESSION", choices=("none", "gzip", "snappy", "lz4", "zstd")
-    )
+    compression: str = env("KAFKA_COMPRESSION", choices=("none", "gzip", "snappy", "lz4", "zstd"))
     linger_ms: int = env("KAFKA_LINGER_MS", minimum=0)
     security_protocol: str = env(
         "KAFKA_SECURITY_PROTOCOL", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -139,13 +137,12 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for redaction."""
-        found = [
+        return [
             value.reveal()
             for section in (self.kafka, self.bird, self.webhook)
             for value in vars(section).values()
             if isinstance(value, Secret) and value.reveal()
         ]
-        return found
 
     def require(self, roles: Sequence[Role]) -> None:
         """Check what a role needs beyond the defaults; raise one ``ConfigError`` for all."""

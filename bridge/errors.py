@@ -1,7 +1,7 @@
 """The bridge's error tree (pure; no I/O).
 
     BridgeError                      base; ``http_status`` and ``retryable`` are class facts
-    ├── ConfigError                  start-up settings; lists every problem, each naming its variable
+    ├── ConfigError                  start-up settings; every problem, each naming its variable
     ├── WebhookRejected              an inbound webhook we refuse (4xx, with a reason)
     │   ├── UnsupportedMediaType     415
     │   ├── PayloadTooLarge          413
@@ -9,7 +9,7 @@
     │   └── BadPayload               400
     ├── PublishUnavailable           Kafka did not acknowledge in time (503 + Retry-After)
     ├── InvalidCommand               a command record that fails validation (names the field)
-    └── BirdError                    a Bird API failure: code, message, details, http_status, retryable
+    └── BirdError                    a Bird API failure (code, message, details, status, retryable)
 
 Third-party exceptions (aiohttp, aiokafka) are translated into these once, at the edge.
 """

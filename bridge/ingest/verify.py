@@ -1,7 +1,7 @@
 """Bird webhook signatures (bird-api.md 4.4). Pure: bytes in, a verdict out.
 
-    signed = timestamp + "\\n" + url + "\\n" + sha256(raw_body)   (the hash as 32 raw bytes)
-    header = base64(HMAC-SHA256(key=signing key as given, msg=signed))
+signed = timestamp + "\\n" + url + "\\n" + sha256(raw_body)   (the hash as 32 raw bytes)
+header = base64(HMAC-SHA256(key=signing key as given, msg=signed))
 """
 
 from __future__ import annotations

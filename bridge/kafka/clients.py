@@ -61,7 +61,9 @@ def consumer_settings(kafka: KafkaConfig, *, group: str | None) -> dict[str, Any
     return settings
 
 
-async def ensure_topics(kafka: KafkaConfig, names: Iterable[str], *, compacted: Iterable[str] = ()) -> None:
+async def ensure_topics(
+    kafka: KafkaConfig, names: Iterable[str], *, compacted: Iterable[str] = ()
+) -> None:
     """Create the topics if missing (never rely on auto-creation); existing ones are kept."""
     compacted = set(compacted)
     admin = AIOKafkaAdminClient(**common_settings(kafka))

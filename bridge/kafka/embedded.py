@@ -89,9 +89,14 @@ class EmbeddedBroker:
         ]
         if self.storage:
             argv += ["--storage-engine", self.storage]
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, **self.env}
-        self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+        if self.log_path:
+            with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+                self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+        else:
+            self.process = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+            )
         deadline = time.monotonic() + timeout
         # A busy port makes Tansu exit 0 without listening: only trust an answer while
         # our own process is alive.

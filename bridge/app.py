@@ -1,0 +1,179 @@
+"""Composition root: builds the aiohttp app for the chosen roles and runs it until SIGTERM.
+
+Resources are owned by ``cleanup_ctx`` (started in order, stopped in reverse, only if
+started). Shutdown: readiness off, stop accepting, finish in-flight requests, drain the
+command worker, flush the producer; all within ``BRIDGE_SHUTDOWN_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bridge.config import Config, Role
+from bridge.errors import BridgeError, PublishUnavailable
+from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
+from bridge.kafka.clients import all_topics, ensure_topics
+from bridge.kafka.publisher import Publisher
+from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+
+log = structlog.get_logger("bridge")
+
+WEBHOOK_PATH = "/webhooks/bird"
+
+
+@dataclass
+class Bridge:
+    """What one process runs: its config, roles and shared parts."""
+
+    config: Config
+    roles: Sequence[Role]
+    metrics: Metrics = field(default_factory=Metrics)
+    draining: bool = False
+    publisher: Publisher = field(init=False)
+    readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)
+        self.readiness_checks.append(lambda: self.publisher.connected)
+
+    async def _create_topics(self) -> None:
+        if self.config.kafka.create_topics:
+            await ensure_topics(
+                self.config.kafka,
+                all_topics(self.config.topics),
+                compacted=[self.config.topics.ledger],
+            )
+
+    def ready(self) -> bool:
+        return not self.draining and all(check() for check in self.readiness_checks)
+
+
+BRIDGE = web.AppKey("bridge", Bridge)
+CAUSE = web.RequestKey("cause", str)
+
+
+@web.middleware
+async def request_log(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Map ``BridgeError``s to answers and write one log line per request."""
+    started = time.perf_counter()
+    bridge = request.app[BRIDGE]
+    outcome: str
+    try:
+        response = await handler(request)
+        outcome = request.get(OUTCOME, "ok")
+    except PublishUnavailable as exc:
+        outcome = "unavailable"
+        request[CAUSE] = repr(exc.__cause__ or exc)
+        response = web.json_response(
+            {"error": exc.reason},
+            status=503,
+            headers={"Retry-After": str(bridge.config.webhook.retry_after_s)},
+        )
+    except BridgeError as exc:
+        outcome = type(exc).__name__
+        response = web.json_response({"error": exc.reason}, status=exc.http_status)
+    if request.path == WEBHOOK_PATH:
+        bridge.metrics.webhook_requests.labels(outcome).inc()
+        log.info(
+            "webhook",
+            request_id=request.get(REQUEST_ID),
+            status=response.status,
+            outcome=outcome,
+            cause=request.get(CAUSE),
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+    return response
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    if bridge.ready():
+        return web.json_response({"status": "ready"})
+    reason = "shutting down" if bridge.draining else "not connected to Kafka"
+    return web.json_response({"status": "not ready", "reason": reason}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[BRIDGE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(bridge: Bridge) -> web.Application:
+    app = web.Application(middlewares=[request_log], handler_args={"max_field_size": 8190})
+    app[BRIDGE] = bridge
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(_publisher_ctx)
+    if "ingest" in bridge.roles:
+        ingest = WebhookIngest(bridge.config, bridge.publisher, bridge.metrics)
+        app.router.add_post(WEBHOOK_PATH, ingest.handle)
+    if "commands" in bridge.roles:
+        from bridge.commands.runtime import commands_ctx
+
+        app.cleanup_ctx.append(commands_ctx)
+    return app
+
+
+async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    bridge = app[BRIDGE]
+    await bridge.publisher.start()
+    yield
+    bridge.draining = True
+    await bridge.publisher.stop(timeout=min(5.0, bridge.config.shutdown_timeout_s / 2))
+
+
+async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then shut down within the configured deadline."""
+    config = bridge.config
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(
+        build_app(bridge), access_log=None, shutdown_timeout=config.shutdown_timeout_s * 0.5
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, config.http_host, config.http_port)
+    await site.start()
+    log.info(
+        "bridge started",
+        roles=list(bridge.roles),
+        listen=f"http://{config.http_host}:{config.http_port}",
+        kafka=config.kafka.bootstrap_servers,
+    )
+    await stop.wait()
+    log.info("shutting down", deadline_s=config.shutdown_timeout_s)
+    bridge.draining = True
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(config.shutdown_timeout_s):
+            await runner.cleanup()
+    except TimeoutError:
+        log.error("shutdown deadline passed; exiting anyway")
+    log.info("stopped", took_s=round(time.monotonic() - started, 2))
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port a site listens on (useful with port 0)."""
+    for site in runner.sites:
+        server: Any = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("no site is listening")

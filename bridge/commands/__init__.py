@@ -1,0 +1,1 @@
+"""Connector commands: Kafka commands executed against Bird, results back to Kafka."""

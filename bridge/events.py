@@ -1,0 +1,66 @@
+"""CloudEvents 1.0 in structured JSON mode (pure): build, encode, and the Kafka record shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record the bridge writes: topic-independent, ready to send."""
+
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+
+    def header(self, name: str) -> bytes | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2025-07-05T19:08:45.650Z``: UTC, milliseconds, like Bird's own timestamps."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cloud_event(
+    *,
+    event_id: str,
+    source: str,
+    type_: str,
+    subject: str | None,
+    time: str,
+    data: Mapping[str, Any],
+    extensions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": type_,
+    }
+    if subject is not None:
+        event["subject"] = subject
+    event["time"] = time
+    event["datacontenttype"] = "application/json"
+    if extensions:
+        event.update(extensions)
+    event["data"] = data
+    return event
+
+
+def to_record(event: Mapping[str, Any], *, key: str | None, correlation_id: str | None) -> Record:
+    headers: list[tuple[str, bytes]] = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+    if correlation_id:
+        headers.append(("correlation-id", correlation_id.encode()))
+    return Record(
+        key=key.encode() if key is not None else None,
+        value=orjson.dumps(event),
+        headers=tuple(headers),
+    )

@@ -1,0 +1,132 @@
+"""``POST /webhooks/bird``: read (bounded) -> verify -> normalize -> publish -> 204. Thin I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from bridge.config import Config
+from bridge.errors import PayloadTooLarge, PublishUnavailable, UnsupportedMediaType
+from bridge.events import Record
+from bridge.ingest.dedupe import DedupeWindow
+from bridge.ingest.normalize import event_id, normalize_event, parse_body
+from bridge.ingest.verify import (
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
+from bridge.kafka.publisher import Publisher
+from bridge.metrics import Metrics
+
+_JSON_TYPES = ("application/json",)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+OUTCOME = web.RequestKey("outcome", str)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it would exceed ``limit``: never reads past it."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit} bytes")
+    body = bytearray()
+    while True:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds {limit} bytes")
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type in _JSON_TYPES or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+class WebhookIngest:
+    """The webhook handler. Duplicate deliveries (same event id) are answered, not republished;
+    concurrent duplicates wait on the first one's publish."""
+
+    def __init__(
+        self,
+        config: Config,
+        publisher: Publisher,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.webhook = config.webhook
+        self.publisher = publisher
+        self.metrics = metrics
+        self.clock = clock
+        self.keys = [
+            key.reveal()
+            for key in (self.webhook.signing_key, self.webhook.signing_key_previous)
+            if key is not None
+        ]
+        self.window = DedupeWindow(
+            max_entries=self.webhook.dedupe_max_entries, ttl_s=self.webhook.dedupe_ttl_s
+        )
+        self.in_flight: dict[str, asyncio.Future[None]] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id = request.headers.get(REQUEST_ID_HEADER)
+        if request_id is not None:
+            request[REQUEST_ID] = request_id
+        if not _is_json(request.content_type):
+            raise UnsupportedMediaType(
+                f"content type must be application/json, got {request.content_type!r}"
+            )
+        body = await read_body(request, self.webhook.max_body_bytes)
+        self.metrics.webhook_body_bytes.observe(len(body))
+        if not self.webhook.insecure or self.keys:
+            verify_signature(
+                signatures=request.headers.getall(SIGNATURE_HEADER, []),
+                timestamps=request.headers.getall(TIMESTAMP_HEADER, []),
+                url=self.webhook.public_url or str(request.url),
+                body=body,
+                keys=self.keys,
+            )
+        record = normalize_event(
+            parse_body(body),
+            raw_body=body,
+            request_id=request_id,
+            default_workspace_id=self.config.bird.workspace_id,
+            received_at=datetime.now(UTC),
+        )
+        request[OUTCOME] = await self.publish_once(event_id(request_id, body), record)
+        return web.Response(status=204)
+
+    async def publish_once(self, event_id: str, record: Record) -> str:
+        if self.window.contains(event_id, self.clock()):
+            self.metrics.webhook_duplicates.inc()
+            return "duplicate"
+        pending = self.in_flight.get(event_id)
+        if pending is not None:
+            # The same delivery is being published right now: share its outcome.
+            await asyncio.wait([pending])
+            if pending.cancelled() or pending.exception() is not None:
+                raise PublishUnavailable("the same delivery could not be published")
+            self.metrics.webhook_duplicates.inc()
+            return "duplicate"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.in_flight[event_id] = future
+        try:
+            await self.publisher.publish(
+                self.config.topics.events, record, timeout=self.webhook.publish_timeout_s
+            )
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            del self.in_flight[event_id]
+        self.window.remember(event_id, self.clock())
+        future.set_result(None)
+        return "published"

@@ -1,0 +1,87 @@
+"""Bird webhook body -> channel-event CloudEvent (contract section 2). Pure.
+
+Unknown services, events, fields and status values pass through untouched in
+``data.raw``; nothing here rejects a well-formed JSON object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from bridge.errors import BadPayload
+from bridge.events import Record, cloud_event, rfc3339, to_record
+
+# Normalized field -> where Bird's channel payload carries it (bird-api.md 3, 4.6).
+_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("channelId", ("id", "channelId")),
+    ("connectorId", ("connectorId",)),
+    ("workspaceId", ("workspaceId",)),
+    ("platform", ("platformId", "platform")),
+    ("status", ("status",)),
+    ("identifier", ("identifier",)),
+    ("name", ("name",)),
+    ("createdAt", ("createdAt",)),
+    ("updatedAt", ("updatedAt",)),
+)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The webhook body as a JSON object, or ``BadPayload`` saying why not."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadPayload(f"body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise BadPayload(f"body must be a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def event_id(request_id: str | None, raw_body: bytes) -> str:
+    """Bird's request id (stable across its retries), else a hash of the body."""
+    return request_id or hashlib.sha256(raw_body).hexdigest()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def normalize_event(
+    body: Mapping[str, Any],
+    *,
+    raw_body: bytes,
+    request_id: str | None,
+    default_workspace_id: str | None,
+    received_at: datetime,
+) -> Record:
+    """Build the Kafka record (key = channel id, else workspace id) for one webhook."""
+    payload = body.get("payload")
+    fields = payload if isinstance(payload, Mapping) else {}
+    data: dict[str, Any] = {}
+    for name, sources in _FIELDS:
+        value = next((fields[s] for s in sources if fields.get(s) is not None), None)
+        if value is not None:
+            data[name] = value
+    if "workspaceId" not in data and default_workspace_id:
+        data["workspaceId"] = default_workspace_id
+    data["raw"] = payload if "payload" in body else dict(body)
+
+    event_name = _text(body.get("event")) or "unknown"
+    service = _text(body.get("service"))
+    workspace_id = _text(data.get("workspaceId"))
+    channel_id = _text(data.get("channelId"))
+    time = _text(data.get("updatedAt")) or _text(data.get("createdAt")) or rfc3339(received_at)
+    event = cloud_event(
+        event_id=event_id(request_id, raw_body),
+        source=f"bird:workspaces/{workspace_id}" if workspace_id else "bird",
+        type_=f"com.bird.{event_name}",
+        subject=channel_id,
+        time=time,
+        data=data,
+        extensions={"birdservice": service} if service else None,
+    )
+    return to_record(event, key=channel_id or workspace_id, correlation_id=request_id)

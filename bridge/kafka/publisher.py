@@ -1,0 +1,130 @@
+"""The one Kafka producer of a process: connects in the background, publishes with a deadline.
+
+``publish`` returns only once Kafka acknowledged the record (acks=all) and raises
+``PublishUnavailable`` when it cannot within the caller's deadline. I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+
+from bridge.config import KafkaConfig
+from bridge.errors import PublishUnavailable
+from bridge.events import Record
+from bridge.kafka.clients import producer_settings
+from bridge.metrics import Metrics
+
+log = structlog.get_logger("bridge.kafka")
+
+HEALTH_INTERVAL_S = 2.0
+
+
+class Publisher:
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        metrics: Metrics,
+        *,
+        on_connect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.metrics = metrics
+        self.on_connect = on_connect
+        self.producer: AIOKafkaProducer | None = None
+        self.connected = False
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Return at once; connecting (then ``on_connect``: topic creation) retries in the back."""
+        self._task = asyncio.create_task(self._run(), name="kafka-publisher")
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while self.producer is None:
+            producer = AIOKafkaProducer(**producer_settings(self.kafka))
+            try:
+                await producer.start()
+                if self.on_connect is not None:
+                    await self.on_connect()
+            except (KafkaError, OSError) as exc:
+                log.warning("kafka not reachable, retrying", error=repr(exc), retry_in_s=delay)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.producer = producer
+        self._set_connected(True)
+        self.ready.set()
+        log.info("kafka producer connected", bootstrap=self.kafka.bootstrap_servers)
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+            try:
+                async with asyncio.timeout(HEALTH_INTERVAL_S * 2):
+                    await self.producer.client.fetch_all_metadata()
+                    if not self.connected and self.on_connect is not None:
+                        # A broker that lost its state (the embedded one keeps topics in
+                        # memory) must get its topics back before anything is produced.
+                        await self.on_connect()
+            except (KafkaError, OSError, TimeoutError):
+                self._set_connected(False)
+            else:
+                self._set_connected(True)
+
+    def _set_connected(self, value: bool) -> None:
+        if value != self.connected:
+            if not value:
+                log.warning("kafka producer lost its connection")
+            elif self.ready.is_set():
+                log.info("kafka producer reconnected")
+        self.connected = value
+        self.metrics.kafka_connected.labels("producer").set(1 if value else 0)
+
+    async def publish(self, topic: str, record: Record, *, timeout: float) -> RecordMetadata:
+        """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``."""
+        if self.producer is None:
+            self.metrics.publish_failures.labels(topic).inc()
+            raise PublishUnavailable("not connected to Kafka yet")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                future = await self.producer.send(
+                    topic, record.value, key=record.key, headers=list(record.headers)
+                )
+                # Shielded: the batch is shared with other records; cancelling our wait must
+                # not cancel their delivery.
+                metadata: RecordMetadata = await asyncio.shield(future)
+        except (KafkaError, TimeoutError) as exc:
+            self.metrics.publish_failures.labels(topic).inc()
+            raise PublishUnavailable(f"Kafka did not acknowledge within {timeout:g}s") from exc
+        self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
+        return metadata
+
+    async def stop(self, timeout: float) -> None:
+        """Flush what is pending and close; give up after ``timeout`` (Kafka may be down)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        producer, self.producer = self.producer, None
+        self.connected = False
+        self.metrics.kafka_connected.labels("producer").set(0)
+        if producer is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await producer.stop()
+        except TimeoutError:
+            log.warning(
+                "kafka producer did not flush in time; pending records dropped", timeout_s=timeout
+            )

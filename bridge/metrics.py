@@ -1,0 +1,79 @@
+"""Prometheus metrics, one registry per running app (so tests can run several in a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+_FOLLOW_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # Ingest.
+        self.webhook_requests = Counter(
+            "bridge_webhook_requests",
+            "Webhook requests by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_duplicates = Counter(
+            "bridge_webhook_duplicates",
+            "Webhooks answered 2xx without publishing again (request id seen)",
+            registry=r,
+        )
+        self.webhook_body_bytes = Histogram(
+            "bridge_webhook_body_bytes", "Webhook body sizes", buckets=_SIZE_BUCKETS, registry=r
+        )
+        self.publish_seconds = Histogram(
+            "bridge_publish_seconds",
+            "Time from produce to Kafka acknowledgement (acks=all)",
+            ["topic"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "bridge_publish_failures", "Records Kafka did not acknowledge", ["topic"], registry=r
+        )
+        self.kafka_connected = Gauge(
+            "bridge_kafka_connected", "1 while the client reaches Kafka", ["client"], registry=r
+        )
+        # Commands.
+        self.commands = Counter(
+            "bridge_commands",
+            "Commands by action and final outcome",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.commands_in_flight = Gauge(
+            "bridge_commands_in_flight", "Commands being executed", registry=r
+        )
+        self.dead_letters = Counter(
+            "bridge_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.bird_requests = Histogram(
+            "bridge_bird_request_seconds",
+            "Bird API call latency by operation and HTTP status",
+            ["operation", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bird_retries = Counter(
+            "bridge_bird_retries", "Bird API calls retried", ["operation", "reason"], registry=r
+        )
+        self.follow_seconds = Histogram(
+            "bridge_create_follow_seconds",
+            "Time from Bird's create answer to the channel's final status",
+            ["outcome"],
+            buckets=_FOLLOW_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

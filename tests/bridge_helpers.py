@@ -1,0 +1,38 @@
+"""Run the real bridge app in-process on a free loopback port, for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bridge.app import Bridge, bound_port, build_app
+from bridge.config import Config, Role
+
+
+@dataclass
+class RunningBridge:
+    bridge: Bridge
+    url: str
+
+
+@asynccontextmanager
+async def running_bridge(
+    config: Config, roles: Sequence[Role] = ("ingest",), *, wait_ready: bool = True
+) -> AsyncIterator[RunningBridge]:
+    bridge = Bridge(config, list(roles))
+    runner = web.AppRunner(build_app(bridge), access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        if wait_ready:
+            async with asyncio.timeout(20):
+                while not bridge.ready():
+                    await asyncio.sleep(0.05)
+        yield RunningBridge(bridge, f"http://127.0.0.1:{bound_port(runner)}")
+    finally:
+        await runner.cleanup()

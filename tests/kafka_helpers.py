@@ -1,0 +1,85 @@
+"""Test helpers that talk to the real broker: a bridge config for it, and reading records back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from bridge import config as config_module
+from bridge.config import Config
+
+SIGNING_KEY = "test-signing-key"
+PUBLIC_URL = "https://bridge.example.org/webhooks/bird"
+
+
+def broker_env(bootstrap: str, **overrides: str) -> dict[str, str]:
+    """Settings for the embedded broker, with topic names unique to one test."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
+        "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+        "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+        "BRIDGE_KAFKA_CONSUMER_GROUP": f"bridge-{suffix}",
+        "BRIDGE_TOPIC_EVENTS": f"events-{suffix}",
+        "BRIDGE_TOPIC_COMMANDS": f"commands-{suffix}",
+        "BRIDGE_TOPIC_RESULTS": f"results-{suffix}",
+        "BRIDGE_TOPIC_DEAD_LETTER": f"dlq-{suffix}",
+        "BRIDGE_TOPIC_LEDGER": f"ledger-{suffix}",
+        "BRIDGE_WEBHOOK_SIGNING_KEY": SIGNING_KEY,
+        "BRIDGE_WEBHOOK_PUBLIC_URL": PUBLIC_URL,
+        "BRIDGE_HTTP_HOST": "127.0.0.1",
+        "BRIDGE_HTTP_PORT": "0",
+        "BRIDGE_SHUTDOWN_TIMEOUT_S": "10",
+        "BRIDGE_LOG_FORMAT": "console",
+    }
+    env.update(overrides)
+    return env
+
+
+def bridge_config(bootstrap: str, **overrides: str) -> Config:
+    return config_module.load(broker_env(bootstrap, **overrides))
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, expect: int, timeout: float = 15.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read every record of ``topic`` from the beginning until ``expect`` arrived (or timeout)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        partitions = await _partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        async with asyncio.timeout(timeout):
+            while len(records) < expect:
+                batch: Mapping[Any, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+                    timeout_ms=200
+                )
+                for items in batch.values():
+                    records.extend(items)
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    for _ in range(50):
+        if topic in await consumer.topics():
+            found = consumer.partitions_for_topic(topic) or set()
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"topic {topic} does not exist")
