@@ -76,6 +76,7 @@ class Receiver:
     url: str = ""
     received: list[Received] = field(default_factory=list)
     statuses: deque[int] = field(default_factory=deque)
+    delay_s: float = 0.0
 
     def hook_url(self, path: str = "/hooks/bird") -> str:
         return f"{self.url}{path}"
@@ -85,6 +86,8 @@ class Receiver:
         for name, value in request.headers.items():
             headers.setdefault(name.lower(), []).append(value)
         self.received.append(Received(request.path_qs, headers, await request.read()))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         status = self.statuses.popleft() if self.statuses else 204
         return web.Response(status=status)
 
