@@ -1,0 +1,269 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* Chart name, truncated to 63 characters (DNS label). */}}
+{{- define "channel-bridge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Object name prefix: <release>-<chart>, or the release name when it contains the chart name. */}}
+{{- define "channel-bridge.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a component's objects: <fullname>-<component>, within 63 characters. */}}
+{{- define "channel-bridge.componentName" -}}
+{{- printf "%s-%s" (include "channel-bridge.fullname" .root | trunc (int (sub 62 (len .component))) | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "channel-bridge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "channel-bridge.labels" -}}
+helm.sh/chart: {{ include "channel-bridge.chart" . }}
+{{ include "channel-bridge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: channel-bridge
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels: immutable, so never the version. */}}
+{{- define "channel-bridge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "channel-bridge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of a component's objects; call with (dict "root" $ "component" "ingest"). */}}
+{{- define "channel-bridge.componentLabels" -}}
+{{ include "channel-bridge.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "channel-bridge.componentSelectorLabels" -}}
+{{ include "channel-bridge.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* metadata.annotations block from commonAnnotations plus extra ones (a dict). */}}
+{{- define "channel-bridge.annotations" -}}
+{{- $all := merge (dict) (.extra | default dict) .root.Values.commonAnnotations -}}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "channel-bridge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "channel-bridge.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image reference: [registry/]repository(:tag|@digest). */}}
+{{- define "channel-bridge.image" -}}
+{{- $repo := .Values.image.repository -}}
+{{- if .Values.image.registry -}}
+{{- $repo = printf "%s/%s" .Values.image.registry .Values.image.repository -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A number as the bridge parses it: integers without exponent or ".0"
+(Helm reads every YAML number as float64, and 1048576 would print as 1.048576e+06).
+*/}}
+{{- define "channel-bridge.number" -}}
+{{- $v := float64 . -}}
+{{- if eq $v (float64 (int64 $v)) -}}
+{{- int64 $v -}}
+{{- else -}}
+{{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------------------------
+Secrets. Logical names: birdAccessKey, webhookSigningKey, webhookSigningKeyPrevious,
+kafkaSaslPassword. Key names in the chart-owned Secret are fixed (the defaults of
+secrets.existingSecretKeys); with existingSecret they come from existingSecretKeys.
+------------------------------------------------------------------------------------ */}}
+{{- define "channel-bridge.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "channel-bridge.fullname" .) | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "channel-bridge.secretKeyDefaults" -}}
+birdAccessKey: bird-access-key
+webhookSigningKey: webhook-signing-key
+webhookSigningKeyPrevious: webhook-signing-key-previous
+kafkaSaslPassword: kafka-sasl-password
+{{- end -}}
+
+{{/* Key of a logical secret in the Secret; call with (dict "root" $ "name" "birdAccessKey"). */}}
+{{- define "channel-bridge.secretKey" -}}
+{{- if .root.Values.secrets.existingSecret -}}
+{{- index .root.Values.secrets.existingSecretKeys .name -}}
+{{- else -}}
+{{- index (include "channel-bridge.secretKeyDefaults" . | fromYaml) .name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* BRIDGE_* variable of a logical secret (its file variable is this + "_FILE"). */}}
+{{- define "channel-bridge.secretEnv" -}}
+{{- index (dict "birdAccessKey" "BRIDGE_BIRD_ACCESS_KEY" "webhookSigningKey" "BRIDGE_WEBHOOK_SIGNING_KEY" "webhookSigningKeyPrevious" "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS" "kafkaSaslPassword" "BRIDGE_KAFKA_SASL_PASSWORD") . -}}
+{{- end -}}
+
+{{- define "channel-bridge.sasl" -}}
+{{- if hasPrefix "SASL" .Values.config.kafka.securityProtocol -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The logical secrets a role needs, as a YAML list; mirrors bridge.config.Config.require:
+ingest: the signing key unless insecure (the previous key while rotating), the Bird
+AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL password.
+*/}}
+{{- define "channel-bridge.roleSecrets" -}}
+{{- $v := .root.Values -}}
+{{- $names := list -}}
+{{- if eq .component "ingest" -}}
+{{- if not $v.config.webhook.insecure -}}
+{{- $names = append $names "webhookSigningKey" -}}
+{{- end -}}
+{{- if or (and $v.secrets.existingSecret $v.secrets.existingSecretKeys.webhookSigningKeyPrevious) (and (not $v.secrets.existingSecret) $v.secrets.webhookSigningKeyPrevious) -}}
+{{- $names = append $names "webhookSigningKeyPrevious" -}}
+{{- end -}}
+{{- if $v.config.webhook.ensureSubscriptions -}}
+{{- $names = append $names "birdAccessKey" -}}
+{{- end -}}
+{{- else -}}
+{{- $names = append $names "birdAccessKey" -}}
+{{- end -}}
+{{- if include "channel-bridge.sasl" .root -}}
+{{- $names = append $names "kafkaSaslPassword" -}}
+{{- end -}}
+{{- toYaml $names -}}
+{{- end -}}
+
+{{/* Every logical secret a value must exist for (union over the enabled roles). */}}
+{{- define "channel-bridge.neededSecrets" -}}
+{{- $names := list -}}
+{{- range $component := list "ingest" "commands" -}}
+{{- if (index $.Values $component).enabled -}}
+{{- $names = concat $names (include "channel-bridge.roleSecrets" (dict "root" $ "component" $component) | fromYamlArray) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (uniq $names) -}}
+{{- end -}}
+
+{{/* Path where secret files are mounted. */}}
+{{- define "channel-bridge.secretsDir" -}}/etc/channel-bridge/secrets{{- end -}}
+{{- define "channel-bridge.kafkaCaDir" -}}/etc/channel-bridge/kafka-ca{{- end -}}
+
+{{/* Derived terminationGracePeriodSeconds of a role (drain + preStop + margin), validated override. */}}
+{{- define "channel-bridge.terminationGracePeriod" -}}
+{{- $v := .root.Values -}}
+{{- $c := index $v .component -}}
+{{- $drain := ceil $v.config.shutdownTimeoutSeconds | int -}}
+{{- $floor := add $drain (int $c.preStopSleepSeconds) -}}
+{{- if kindIs "invalid" $c.terminationGracePeriodSeconds -}}
+{{- add $floor (int $v.lifecycle.terminationMarginSeconds) -}}
+{{- else -}}
+{{- if le (int $c.terminationGracePeriodSeconds) $floor -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed config.shutdownTimeoutSeconds + %s.preStopSleepSeconds (%d), or pods are killed mid-drain" .component (int $c.terminationGracePeriodSeconds) .component $floor) -}}
+{{- end -}}
+{{- int $c.terminationGracePeriodSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kafka ports from config.kafka.bootstrapServers (or networkPolicy.kafka.ports). */}}
+{{- define "channel-bridge.kafkaPorts" -}}
+{{- $ports := list -}}
+{{- if .Values.networkPolicy.kafka.ports -}}
+{{- $ports = .Values.networkPolicy.kafka.ports -}}
+{{- else -}}
+{{- range splitList "," .Values.config.kafka.bootstrapServers -}}
+{{- $port := regexFind "[0-9]+$" (trim .) -}}
+{{- if and $port (contains ":" .) -}}
+{{- $ports = append $ports (int $port) -}}
+{{- else -}}
+{{- $ports = append $ports 9092 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (uniq $ports) -}}
+{{- end -}}
+
+{{/* Bird API ports from config.bird.apiUrl (or networkPolicy.bird.ports). */}}
+{{- define "channel-bridge.birdPorts" -}}
+{{- if .Values.networkPolicy.bird.ports -}}
+{{- toYaml (uniq .Values.networkPolicy.bird.ports) -}}
+{{- else -}}
+{{- $u := urlParse .Values.config.bird.apiUrl -}}
+{{- $port := regexFind ":[0-9]+$" $u.host | trimPrefix ":" -}}
+{{- if $port -}}
+{{- toYaml (list (int $port)) -}}
+{{- else if eq $u.scheme "http" -}}
+{{- toYaml (list 80) -}}
+{{- else -}}
+{{- toYaml (list 443) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Largest useful replica count for the commands role: the topic's partition count. */}}
+{{- define "channel-bridge.commandsMaxReplicas" -}}
+{{- $partitions := int .root.Values.config.kafka.topicPartitions -}}
+{{- if kindIs "invalid" .value -}}
+{{- $partitions -}}
+{{- else if gt (int .value) $partitions -}}
+{{- fail (printf "%s (%d) exceeds config.kafka.topicPartitions (%d): consumers beyond the partition count sit idle" .name (int .value) $partitions) -}}
+{{- else -}}
+{{- int .value -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks that span several values (the schema covers single values). */}}
+{{- define "channel-bridge.validate" -}}
+{{- $v := .Values -}}
+{{- if and $v.commands.autoscaling.hpa.enabled $v.commands.autoscaling.keda.enabled -}}
+{{- fail "commands.autoscaling: hpa and keda are both enabled; KEDA creates its own HPA, so enable only one" -}}
+{{- end -}}
+{{- if not (or $v.ingest.enabled $v.commands.enabled) -}}
+{{- fail "ingest.enabled and commands.enabled are both false: nothing to deploy" -}}
+{{- end -}}
+{{- $_ := required "config.kafka.bootstrapServers is required (host:port,...)" $v.config.kafka.bootstrapServers -}}
+{{- if include "channel-bridge.sasl" . -}}
+{{- $_ := required (printf "config.kafka.saslUsername is required with securityProtocol %s" $v.config.kafka.securityProtocol) $v.config.kafka.saslUsername -}}
+{{- end -}}
+{{- if and $v.ingest.enabled (not $v.config.webhook.insecure) -}}
+{{- $_ := required "config.webhook.publicUrl is required: Bird signs the URL it posts to (or set config.webhook.insecure=true)" $v.config.webhook.publicUrl -}}
+{{- end -}}
+{{- if $v.config.webhook.ensureSubscriptions -}}
+{{- $_ := required "config.bird.organizationId is required with config.webhook.ensureSubscriptions" $v.config.bird.organizationId -}}
+{{- $_ := required "config.bird.workspaceId is required with config.webhook.ensureSubscriptions" $v.config.bird.workspaceId -}}
+{{- $_ := required "config.webhook.publicUrl is required with config.webhook.ensureSubscriptions" $v.config.webhook.publicUrl -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (not $v.ingest.enabled) -}}
+{{- fail "ingress.enabled needs ingest.enabled: the Ingress routes to the ingest Service" -}}
+{{- end -}}
+{{- if and $v.httpRoute.enabled (not $v.ingest.enabled) -}}
+{{- fail "httpRoute.enabled needs ingest.enabled: the HTTPRoute routes to the ingest Service" -}}
+{{- end -}}
+{{- end -}}
