@@ -9,7 +9,6 @@ import dataclasses
 import fnmatch
 import random
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -267,12 +266,3 @@ class FaultPlan:
             self.settings.rate_limit_get_per_s if is_read else self.settings.rate_limit_post_per_s
         )
         return self.limiter.allow((workspace_id, "GET" if is_read else "POST"), rate, now)
-
-
-def fault_settings_problems(raw: Mapping[str, Any]) -> list[str]:
-    """Problems of a fault mapping (for CLI flags built as a dict)."""
-    try:
-        faults_from_json(dict(raw), FaultSettings())
-    except FaultSettingsError as exc:
-        return exc.problems
-    return []

@@ -31,6 +31,7 @@ class SimulatorServer:
         self.port: int | None = None
         self.app = create_app(self.settings)
         self._runner: web.AppRunner | None = None
+        self._stopped = False
 
     @property
     def simulator(self) -> Simulator:
@@ -46,8 +47,11 @@ class SimulatorServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        """Bind and serve; a server runs once (create a new one to start again)."""
         if self._runner is not None:
             return
+        if self._stopped:
+            raise RuntimeError("this SimulatorServer was stopped; create a new one")
         runner = web.AppRunner(
             self.app,
             handle_signals=False,
@@ -68,6 +72,7 @@ class SimulatorServer:
         """Idempotent: stops listening, releases hanging requests, cancels background tasks."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            self._stopped = True
             await runner.cleanup()
         self.port = None
 

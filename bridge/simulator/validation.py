@@ -206,6 +206,9 @@ def check_event_filters(
         if allowed is not None and key not in allowed:
             problems.add(f"{path}.key", f'filter "{key}" is not supported for event "{event}"')
         filters.append(EventFilter(key, val))
+    # bird-api.md 4.6: the numbers service supports no filters.
+    if service == "numbers" and filters:
+        problems.add(".eventFilters", "the numbers service supports no event filters")
     # bird-api.md 4.1: only one channelId filter per subscription.
     if sum(1 for f in filters if f.key == "channelId") > 1:
         problems.add(".eventFilters", "at most one channelId filter is allowed")

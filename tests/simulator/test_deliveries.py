@@ -235,3 +235,5 @@ async def test_shutdown_cancels_pending_retries_promptly(receiver: Receiver) -> 
     assert len(receiver.received) == 1
     with pytest.raises(RuntimeError, match="not running"):
         _ = server.url
+    with pytest.raises(RuntimeError, match="create a new one"):
+        await server.start()

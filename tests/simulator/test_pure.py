@@ -18,7 +18,13 @@ from bridge.simulator.faults import (
     parse_script,
 )
 from bridge.simulator.model import format_time
-from bridge.simulator.paging import PageRequest, decode_token, encode_token, paginate
+from bridge.simulator.paging import (
+    PageRequest,
+    decode_token,
+    encode_token,
+    paginate,
+    parse_page_request,
+)
 from bridge.simulator.problems import ApiError, Problems
 from bridge.simulator.state import SimulatorState, install_outcome, make_identifier
 from bridge.simulator.validation import (
@@ -144,6 +150,35 @@ def test_page_tokens_round_trip_and_reject_foreign_tokens() -> None:
     for bad in ("%%%", encode_token("channels", 7), "bm90IGpzb24=", "x" * 9000):
         with pytest.raises(ValueError, match=r"token|long"):
             decode_token("connectors", bad)
+
+
+def test_page_request_defaults_and_bounds() -> None:
+    problems = Problems()
+    assert parse_page_request({}, "x", max_limit=100, problems=problems) == PageRequest(10, None)
+    assert not problems
+    page = parse_page_request(
+        {"limit": "1000", "reverse": "maybe"},
+        "x",
+        max_limit=1000,
+        problems=problems,
+        allow_reverse=True,
+    )
+    assert page.limit == 1000
+    assert problems.details == {"reverse": ["must be true or false"]}
+
+
+def test_numbers_subscriptions_take_no_filters() -> None:
+    with pytest.raises(ApiError) as exc:
+        parse_subscription(
+            {
+                "service": "numbers",
+                "event": "number.updated",
+                "url": "https://h.example.org/",
+                "eventFilters": [{"key": "numberId", "value": "x"}],
+            },
+            allow_http=False,
+        )
+    assert details_of(exc) == {".eventFilters": ["the numbers service supports no event filters"]}
 
 
 def test_paginate_walks_forward_and_backward() -> None:
