@@ -104,6 +104,8 @@ class Deliverer:
         attempts = min(settings.delivery_max_attempts, MAX_DELIVERY_ATTEMPTS)
         loop = asyncio.get_running_loop()
         for number in range(1, attempts + 1):
+            if delivery.subscription_id not in state.subscriptions:
+                return  # deleted while waiting to retry: its logs are gone with it
             started, at = loop.time(), state.now()
             status, error, text = await self._post(delivery, headers)
             attempt = Attempt(number, at, (loop.time() - started) * 1000, status, error, text)
