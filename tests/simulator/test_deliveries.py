@@ -237,3 +237,19 @@ async def test_shutdown_cancels_pending_retries_promptly(receiver: Receiver) -> 
         _ = server.url
     with pytest.raises(RuntimeError, match="create a new one"):
         await server.start()
+
+
+@pytest.mark.parametrize(
+    "settings", [dataclasses.replace(FAST, delivery_retry_base_s=0.3, delivery_retry_cap_s=0.3)]
+)
+async def test_retries_stop_when_the_subscription_is_deleted(
+    client: aiohttp.ClientSession, receiver: Receiver, sim: SimulatorServer
+) -> None:
+    receiver.statuses.extend([500] * 20)
+    sub = await subscribe(client, receiver.hook_url())
+    await call(client, "POST", CONNECTORS, json=sms_connector())
+    await receiver.wait_for(1)
+    assert (await call(client, "DELETE", f"{SUBS}/{sub['id']}"))[0] == 204
+    await asyncio.sleep(0.7)  # two retry periods
+    assert len(receiver.received) == 1
+    assert sim.simulator.state.deliveries == {}
