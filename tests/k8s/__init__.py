@@ -1,0 +1,1 @@
+"""Offline checks of the Helm chart and the Dockerfile (render, schema, lint, scan)."""

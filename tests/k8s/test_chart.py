@@ -1,0 +1,564 @@
+"""The Helm chart, rendered offline with every ci/ values set: lint, schemas, invariants."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+from bridge import config as bridge_config
+from tests.k8s import values_doc
+from tests.k8s.crds import SCHEMAS
+from tests.k8s.render import (
+    CHART,
+    CI_VALUES,
+    KUBE_VERSION,
+    NAMESPACE,
+    Manifest,
+    Rendered,
+    component_name,
+    containers,
+    lint,
+    load_values,
+    merge,
+    render,
+    render_ci,
+)
+
+each_ci_values = pytest.mark.parametrize("values_name", CI_VALUES)
+
+SECRET_VARIABLES = {
+    "BRIDGE_BIRD_ACCESS_KEY",
+    "BRIDGE_WEBHOOK_SIGNING_KEY",
+    "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS",
+    "BRIDGE_KAFKA_SASL_PASSWORD",
+}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "IngressClass"}
+
+
+def deployments(rendered: Rendered) -> Iterator[Manifest]:
+    yield from rendered.of_kind("Deployment")
+
+
+def role_of(deployment: Manifest) -> str:
+    role: str = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+    return role
+
+
+def configmap_data(rendered: Rendered) -> dict[str, str]:
+    (configmap,) = rendered.of_kind("ConfigMap")
+    data: dict[str, str] = configmap["data"]
+    return data
+
+
+def prestop_seconds(container: Manifest) -> int:
+    pre_stop = container.get("lifecycle", {}).get("preStop")
+    if pre_stop is None:
+        return 0
+    if "sleep" in pre_stop:
+        seconds: int = pre_stop["sleep"]["seconds"]
+        return seconds
+    match = re.search(r"time\.sleep\((\d+)\)", " ".join(pre_stop["exec"]["command"]))
+    assert match, pre_stop
+    return int(match[1])
+
+
+# --- the values sets -------------------------------------------------------------------
+
+
+def test_ci_values_sets_cover_the_documented_shapes() -> None:
+    expected = {
+        "default-values.yaml",
+        "existing-secret-values.yaml",
+        "keda-hpa-values.yaml",
+        "ingress-values.yaml",
+        "httproute-values.yaml",
+        "commands-only-values.yaml",
+        "ingest-only-values.yaml",
+        "sasl-values.yaml",
+    }
+    assert expected <= set(CI_VALUES)
+
+
+@each_ci_values
+def test_lint_is_clean(values_name: str) -> None:
+    assert lint(load_values(values_name)) == []
+
+
+@each_ci_values
+def test_every_object_passes_strict_schema_validation(values_name: str) -> None:
+    problems: list[str] = []
+    for doc in render_ci(values_name).docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        crd_schema = SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+        try:
+            if crd_schema is not None:
+                jsonschema.Draft7Validator(crd_schema).validate(doc)
+            else:
+                kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except (jsonschema.ValidationError, kubernetes_validate.ValidationError) as exc:
+            problems.append(f"{where}: {str(exc).splitlines()[0]}")
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(f"{where}: no schema for {doc['apiVersion']} {doc['kind']}")
+    assert problems == []
+
+
+@each_ci_values
+def test_every_object_is_labelled_and_namespaced(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    values = load_values(values_name)
+    monitor_namespace = values.get("metrics", {}).get("serviceMonitor", {}).get("namespace")
+    for doc in rendered.docs:
+        labels = doc["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert key in labels, f"{doc['kind']} lacks label {key}"
+        if doc["kind"] not in CLUSTER_SCOPED:
+            expected = monitor_namespace if doc["kind"] == "ServiceMonitor" else None
+            assert doc["metadata"]["namespace"] == (expected or NAMESPACE)
+
+
+# --- the Deployments -------------------------------------------------------------------
+
+
+@each_ci_values
+def test_deployments_are_hardened_probed_and_memory_limited(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    assert list(deployments(rendered)), "no Deployment rendered"
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] > 0
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        tmp_volumes = [v for v in pod["volumes"] if v["name"] == "tmp"]
+        assert len(tmp_volumes) == 1
+        assert "emptyDir" in tmp_volumes[0]
+        for container in containers(deployment):
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] is True
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["privileged"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert security["seccompProfile"]["type"] == "RuntimeDefault"
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+            assert container["resources"]["limits"]["memory"]
+            assert container["resources"]["requests"]["memory"]
+            assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+            # Liveness never depends on Kafka: /healthz; readiness does: /readyz.
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["args"] == ["run", "--role", role_of(deployment)]
+            # Secrets only as files: no secret value in the environment.
+            for env in container.get("env", []):
+                assert "secretKeyRef" not in env.get("valueFrom", {}), env["name"]
+                assert env["name"] not in SECRET_VARIABLES
+
+
+@each_ci_values
+def test_termination_grace_exceeds_drain_deadline_plus_prestop(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    drain = float(configmap_data(rendered)["BRIDGE_SHUTDOWN_TIMEOUT_S"])
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = list(containers(deployment))
+        pause = prestop_seconds(container)
+        assert pod["terminationGracePeriodSeconds"] > drain + pause
+        if role_of(deployment) == "ingest":
+            assert pause > 0, "ingest needs a preStop pause so endpoints drop it before SIGTERM"
+
+
+def test_grace_period_follows_the_shutdown_timeout() -> None:
+    values = merge(load_values("default-values.yaml"), {"config": {"shutdownTimeoutSeconds": 42.5}})
+    rendered = render(values)
+    grace = {
+        role_of(d): d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        for d in deployments(rendered)
+    }
+    assert grace == {"ingest": 43 + 5 + 10, "commands": 43 + 0 + 10}
+
+
+def test_prestop_exec_handler_uses_python_from_the_image() -> None:
+    values = merge(load_values("default-values.yaml"), {"lifecycle": {"preStopHandler": "exec"}})
+    ingest = render(values).named("Deployment", component_name("ingest"))
+    (container,) = list(containers(ingest))
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "/opt/venv/bin/python"
+    assert prestop_seconds(container) == 5
+
+
+@each_ci_values
+def test_pods_roll_on_config_and_secret_changes(values_name: str) -> None:
+    for deployment in deployments(render_ci(values_name)):
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/config"])
+        assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/secret"])
+
+
+def test_checksums_change_with_config_and_secret() -> None:
+    base = load_values("default-values.yaml")
+
+    def checksums(values: dict[str, Any]) -> tuple[str, str]:
+        ingest = render(values).named("Deployment", component_name("ingest"))
+        annotations = ingest["spec"]["template"]["metadata"]["annotations"]
+        return annotations["checksum/config"], annotations["checksum/secret"]
+
+    config_sum, secret_sum = checksums(base)
+    assert checksums(base) == (config_sum, secret_sum)
+    changed_config = checksums(merge(base, {"config": {"logLevel": "debug"}}))
+    assert changed_config[0] != config_sum
+    assert changed_config[1] == secret_sum
+    changed_secret = checksums(merge(base, {"secrets": {"webhookSigningKey": "rotated"}}))
+    assert changed_secret == (config_sum, changed_secret[1])
+    assert changed_secret[1] != secret_sum
+
+
+# --- configuration and secrets ---------------------------------------------------------
+
+
+@each_ci_values
+def test_configmap_is_a_configuration_the_bridge_accepts(values_name: str, tmp_path: Path) -> None:
+    """Feed the ConfigMap plus each role's secret files to bridge.config.load/require."""
+    rendered = render_ci(values_name)
+    data = configmap_data(rendered)
+    assert not set(data) & SECRET_VARIABLES, "secrets must never be in the ConfigMap"
+    assert all(name.startswith("BRIDGE_") for name in data)
+    chart_secret = {
+        key: base64.b64decode(value).decode()
+        for doc in rendered.of_kind("Secret")
+        for key, value in doc.get("data", {}).items()
+    }
+    for deployment in deployments(rendered):
+        role = role_of(deployment)
+        (container,) = list(containers(deployment))
+        environ = dict(data)
+        for env in container.get("env", []):
+            if env["name"].endswith("_FILE") and env["name"].startswith("BRIDGE_"):
+                key = Path(env["value"]).name
+                secret_file = tmp_path / role / key
+                secret_file.parent.mkdir(exist_ok=True)
+                secret_file.write_text(chart_secret.get(key, f"value-of-{key}"), encoding="utf-8")
+                environ[env["name"]] = str(secret_file)
+        environ.pop("BRIDGE_KAFKA_SSL_CAFILE", None)  # a mounted path, not a file here
+        loaded = bridge_config.load(environ)
+        loaded.require([role])  # type: ignore[list-item]
+        assert loaded.http_port == container["ports"][0]["containerPort"]
+
+
+@each_ci_values
+def test_each_role_mounts_exactly_the_secret_keys_it_reads(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    chart_secrets = rendered.of_kind("Secret")
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = list(containers(deployment))
+        file_vars = {
+            env["name"]: env["value"]
+            for env in container.get("env", [])
+            if env["name"].endswith("_FILE")
+        }
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        if not file_vars:
+            assert "secrets" not in volumes
+            continue
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+        assert mount["readOnly"] is True
+        items = {item["path"] for item in volumes["secrets"]["secret"]["items"]}
+        assert {
+            str(Path(path).relative_to(mount["mountPath"])) for path in file_vars.values()
+        } == items
+        for secret in chart_secrets:
+            assert volumes["secrets"]["secret"]["secretName"] == secret["metadata"]["name"]
+            assert items <= set(secret["data"])
+
+
+def test_existing_secret_suppresses_the_chart_secret() -> None:
+    rendered = render_ci("existing-secret-values.yaml")
+    assert rendered.of_kind("Secret") == []
+    ingest = rendered.named("Deployment", component_name("ingest"))
+    volume = next(
+        v for v in ingest["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets"
+    )
+    assert volume["secret"]["secretName"] == "channel-bridge-credentials"
+    assert {item["key"] for item in volume["secret"]["items"]} == {
+        "signing_key",
+        "signing_key_previous",
+    }
+    assert len(render_ci("default-values.yaml").of_kind("Secret")) == 1
+
+
+def test_ingest_needs_no_secret_when_insecure_and_plaintext() -> None:
+    values = merge(
+        load_values("ingest-only-values.yaml"),
+        {"config": {"webhook": {"insecure": True, "ensureSubscriptions": False}}, "secrets": {}},
+    )
+    values["secrets"] = {}
+    rendered = render(values)
+    assert rendered.of_kind("Secret") == []
+    ingest = rendered.named("Deployment", component_name("ingest"))
+    assert "env" not in ingest["spec"]["template"]["spec"]["containers"][0]
+    assert "insecure=true" in rendered.notes
+
+
+# --- scaling ---------------------------------------------------------------------------
+
+
+@each_ci_values
+def test_hpa_and_scaledobject_never_target_the_same_deployment(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    names = {d["metadata"]["name"] for d in deployments(rendered)}
+    targets = [doc["spec"]["scaleTargetRef"] for doc in rendered.of_kind("HorizontalPodAutoscaler")]
+    targets += [doc["spec"]["scaleTargetRef"] for doc in rendered.of_kind("ScaledObject")]
+    target_names = [t["name"] for t in targets]
+    assert len(target_names) == len(set(target_names)), target_names
+    assert set(target_names) <= names
+    assert all(t["kind"] == "Deployment" for t in targets)
+    for deployment in deployments(rendered):
+        autoscaled = deployment["metadata"]["name"] in target_names
+        assert ("replicas" in deployment["spec"]) != autoscaled
+
+
+@each_ci_values
+def test_commands_scaling_is_capped_at_the_partition_count(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    partitions = int(configmap_data(rendered)["BRIDGE_KAFKA_TOPIC_PARTITIONS"])
+    commands = component_name("commands")
+    for hpa in rendered.of_kind("HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"]["name"] == commands:
+            assert hpa["spec"]["maxReplicas"] <= partitions
+    for scaled in rendered.of_kind("ScaledObject"):
+        assert scaled["spec"]["maxReplicaCount"] <= partitions
+        (trigger,) = scaled["spec"]["triggers"]
+        metadata = trigger["metadata"]
+        assert metadata["topic"] == configmap_data(rendered)["BRIDGE_TOPIC_COMMANDS"]
+        assert metadata["consumerGroup"] == configmap_data(rendered)["BRIDGE_KAFKA_CONSUMER_GROUP"]
+        assert metadata["allowIdleConsumers"] == "false"
+
+
+def test_keda_defaults_to_the_partition_count() -> None:
+    rendered = render_ci("keda-hpa-values.yaml")
+    scaled = rendered.named("ScaledObject", component_name("commands"))
+    assert scaled["spec"]["maxReplicaCount"] == 12
+    assert rendered.named("HorizontalPodAutoscaler", component_name("ingest"))
+
+
+def test_keda_authenticates_like_the_bridge_with_sasl() -> None:
+    rendered = render_ci("sasl-values.yaml")
+    scaled = rendered.named("ScaledObject", component_name("commands"))
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["sasl"] == "scram_sha512"
+    assert trigger["metadata"]["tls"] == "enable"
+    auth = rendered.named("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    (secret,) = rendered.of_kind("Secret")
+    assert refs["password"]["name"] == secret["metadata"]["name"]
+    assert refs["password"]["key"] in secret["data"]
+    assert refs["ca"] == {"parameter": "ca", "name": "kafka-ca", "key": "ca.crt"}
+    (username,) = auth["spec"]["configMapTargetRef"]
+    assert configmap_data(rendered)[username["key"]] == "channel-bridge"
+
+
+@each_ci_values
+def test_every_deployment_has_a_disruption_budget(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    budgets = {
+        json.dumps(pdb["spec"]["selector"]["matchLabels"], sort_keys=True)
+        for pdb in rendered.of_kind("PodDisruptionBudget")
+    }
+    for deployment in deployments(rendered):
+        selector = json.dumps(deployment["spec"]["selector"]["matchLabels"], sort_keys=True)
+        assert selector in budgets
+        assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+
+
+# --- exposure and network ---------------------------------------------------------------
+
+
+@each_ci_values
+def test_only_the_webhook_path_is_exposed(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    for ingress in rendered.of_kind("Ingress"):
+        paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+        assert [(p["path"], p["pathType"]) for p in paths] == [("/webhooks/bird", "Exact")] * len(
+            ingress["spec"]["rules"]
+        )
+        assert paths[0]["backend"]["service"]["name"] == component_name("ingest")
+    for route in rendered.of_kind("HTTPRoute"):
+        matches = [m for rule in route["spec"]["rules"] for m in rule["matches"]]
+        assert matches == [{"path": {"type": "Exact", "value": "/webhooks/bird"}, "method": "POST"}]
+
+
+@each_ci_values
+def test_network_policy_isolates_every_deployment(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    policies = {
+        json.dumps(p["spec"]["podSelector"]["matchLabels"], sort_keys=True): p
+        for p in rendered.of_kind("NetworkPolicy")
+    }
+    for deployment in deployments(rendered):
+        policy = policies[json.dumps(deployment["spec"]["selector"]["matchLabels"], sort_keys=True)]
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        ingress_ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+        assert ingress_ports == ["http"]
+        egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        assert 53 in egress_ports
+        assert egress_ports - {53}, "no Kafka egress"
+        if role_of(deployment) == "commands":
+            assert 443 in egress_ports, "the commands role calls Bird's API"
+
+
+def test_network_policy_follows_the_bootstrap_ports() -> None:
+    rendered = render_ci("sasl-values.yaml")
+    policy = rendered.named("NetworkPolicy", component_name("ingest"))
+    kafka_rule = policy["spec"]["egress"][1]
+    assert kafka_rule["ports"] == [{"port": 9096, "protocol": "TCP"}]
+    assert kafka_rule["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    # Ingest does not call Bird unless it manages the subscriptions.
+    assert all(p["port"] != 443 for rule in policy["spec"]["egress"] for p in rule["ports"])
+
+
+def test_helm_test_pod_gets_healthz_through_the_ingest_service() -> None:
+    rendered = render_ci("default-values.yaml")
+    (pod,) = rendered.of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    service = rendered.named("Service", component_name("ingest"))
+    port = service["spec"]["ports"][0]["port"]
+    assert f"http://{component_name('ingest')}:{port}/healthz" in container["args"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "helm test" in rendered.notes
+
+
+# --- refusals --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"secrets": {"webhookSigningKey": ""}}, "secrets.webhookSigningKey is required"),
+        ({"secrets": {"birdAccessKey": ""}}, "secrets.birdAccessKey is required"),
+        ({"config": {"kafka": {"bootstrapServers": ""}}}, "config.kafka.bootstrapServers"),
+        ({"config": {"webhook": {"publicUrl": ""}}}, "config.webhook.publicUrl is required"),
+        (
+            {"config": {"kafka": {"securityProtocol": "SASL_SSL", "saslUsername": "u"}}},
+            "secrets.kafkaSaslPassword is required",
+        ),
+        (
+            {
+                "config": {"kafka": {"securityProtocol": "SASL_SSL"}},
+                "secrets": {"kafkaSaslPassword": "p"},
+            },
+            "config.kafka.saslUsername is required",
+        ),
+        (
+            {"commands": {"autoscaling": {"keda": {"enabled": True, "maxReplicaCount": 7}}}},
+            "exceeds config.kafka.topicPartitions",
+        ),
+        ({"ingest": {"terminationGracePeriodSeconds": 25}}, "must exceed"),
+        ({"ingest": {"enabled": False}, "commands": {"enabled": False}}, "nothing to deploy"),
+        ({"ingress": {"enabled": True}}, "ingress.hosts"),
+        ({"httpRoute": {"enabled": True}}, "httpRoute.parentRefs"),
+    ],
+)
+def test_render_refuses_incomplete_or_contradictory_values(
+    override: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(merge(load_values("default-values.yaml"), override))
+
+
+@pytest.mark.parametrize(
+    ("override", "pointer"),
+    [
+        ({"config": {"logLevel": "verbose"}}, "/config/logLevel"),
+        ({"config": {"kafka": {"securityProtocol": "SASL"}}}, "/config/kafka/securityProtocol"),
+        ({"config": {"kafka": {"saslMechanism": "GSSAPI"}}}, "/config/kafka/saslMechanism"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+        ({"ingest": {"service": {"type": "ExternalName"}}}, "/ingest/service/type"),
+        ({"lifecycle": {"preStopHandler": "shell"}}, "/lifecycle/preStopHandler"),
+        ({"ingest": {"replicas": 3}}, "/ingest"),
+        ({"config": {"kafka": {"topicPartition": 3}}}, "/config/kafka"),
+        ({"config": {"extraSettings": {"LOG_LEVEL": "debug"}}}, "/config/extraSettings"),
+        ({"image": {"digest": "sha256:nothex"}}, "/image/digest"),
+        ({"ingest": {"resources": {"limits": {"memory": None}}}}, "/ingest/resources/limits"),
+        (
+            {"commands": {"autoscaling": {"hpa": {"enabled": True}, "keda": {"enabled": True}}}},
+            "/commands/autoscaling/keda/enabled",
+        ),
+    ],
+)
+def test_schema_refuses_bad_enums_types_and_unknown_keys(
+    override: dict[str, Any], pointer: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(f"at '{pointer}")):
+        render(merge(load_values("default-values.yaml"), override))
+
+
+def test_templates_refuse_hpa_with_keda_even_without_the_schema(tmp_path: Path) -> None:
+    """`helm install --skip-schema-validation` must not let both autoscalers through."""
+    chart = tmp_path / "channel-bridge"
+    shutil.copytree(CHART, chart)
+    (chart / "values.schema.json").unlink()
+    values = merge(
+        load_values("default-values.yaml"),
+        {"commands": {"autoscaling": {"hpa": {"enabled": True}, "keda": {"enabled": True}}}},
+    )
+    with (
+        helm.Chart.load(str(chart)) as unchecked,
+        pytest.raises(helm.HelmRenderError, match="hpa and keda are both enabled"),
+    ):
+        unchecked.render(values, name="demo", namespace=NAMESPACE, is_install=True)
+
+
+def test_schema_closes_every_object() -> None:
+    """additionalProperties: false wherever the schema declares properties."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    open_objects: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if "properties" in node and node.get("additionalProperties") is not False:
+                open_objects.append(where or "/")
+            for key, child in node.items():
+                # Conditional sub-schemas constrain declared keys, they declare none.
+                if key not in ("if", "then"):
+                    walk(child, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, f"{where}/{index}")
+
+    walk(schema, "")
+    assert open_objects == []
+
+
+# --- documentation ---------------------------------------------------------------------
+
+
+def test_every_value_is_documented_and_the_readme_is_fresh() -> None:
+    text = values_doc.VALUES.read_text(encoding="utf-8")
+    values = yaml.safe_load(text)
+    params = values_doc.read_params(text)
+    assert values_doc.undocumented(values, params) == []
+    assert values_doc.unknown(values, params) == []
+    readme = values_doc.README.read_text(encoding="utf-8")
+    for key in values_doc.leaf_keys(values):
+        parts = key.split(".")
+        ancestors = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+        assert any(f"| `{name}` |" in readme for name in ancestors), key
+    assert values_doc.main([]) == 0, "README stale: python -m tests.k8s.values_doc --write"
