@@ -15,6 +15,13 @@ log = structlog.get_logger("bridge.kafka")
 
 _TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 
+# The command ledger keeps the latest state per commandId (compaction) for 30 days
+# (deletion): the window in which a redelivered command is recognised.
+LEDGER_TOPIC_CONFIG = {
+    "cleanup.policy": "compact,delete",
+    "retention.ms": str(30 * 24 * 3600 * 1000),
+}
+
 
 def common_settings(kafka: KafkaConfig) -> dict[str, Any]:
     settings: dict[str, Any] = {
@@ -74,7 +81,7 @@ async def ensure_topics(
                 name=name,
                 num_partitions=kafka.topic_partitions,
                 replication_factor=kafka.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
+                topic_configs=LEDGER_TOPIC_CONFIG if name in compacted else {},
             )
             for name in dict.fromkeys(names)
         ]

@@ -89,7 +89,9 @@ class Publisher:
         self.connected = value
         self.metrics.kafka_connected.labels("producer").set(1 if value else 0)
 
-    async def publish(self, topic: str, record: Record, *, timeout: float) -> RecordMetadata:
+    async def publish(
+        self, topic: str, record: Record, *, timeout: float, partition: int | None = None
+    ) -> RecordMetadata:
         """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``."""
         if self.producer is None:
             self.metrics.publish_failures.labels(topic).inc()
@@ -98,7 +100,11 @@ class Publisher:
         try:
             async with asyncio.timeout(timeout):
                 future = await self.producer.send(
-                    topic, record.value, key=record.key, headers=list(record.headers)
+                    topic,
+                    record.value,
+                    key=record.key,
+                    headers=list(record.headers),
+                    partition=partition,
                 )
                 # Shielded: the batch is shared with other records; cancelling our wait must
                 # not cancel their delivery.
@@ -108,6 +114,27 @@ class Publisher:
             raise PublishUnavailable(f"Kafka did not acknowledge within {timeout:g}s") from exc
         self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
         return metadata
+
+    async def publish_durably(
+        self, topic: str, record: Record, *, partition: int | None = None
+    ) -> RecordMetadata:
+        """Publish, retrying through a Kafka outage until acknowledged (or cancelled).
+
+        For the command worker: a result must reach Kafka before its offset is committed,
+        and waiting is right; the command stays uncommitted meanwhile.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return await self.publish(
+                    topic, record, timeout=self.kafka.request_timeout_ms / 1000, partition=partition
+                )
+            except PublishUnavailable as exc:
+                log.warning(
+                    "publish failed, retrying", topic=topic, error=repr(exc.__cause__ or exc)
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def stop(self, timeout: float) -> None:
         """Flush what is pending and close; give up after ``timeout`` (Kafka may be down)."""

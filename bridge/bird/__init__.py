@@ -1,0 +1,1 @@
+"""Bird API: request shapes, retry policy, rate limiting (pure) and the aiohttp client."""

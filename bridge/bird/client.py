@@ -1,0 +1,347 @@
+"""The aiohttp client for Bird's Connectors, Channels and Notifications APIs (I/O).
+
+One shared session; ``Authorization: AccessKey``; per-request timeouts; an outbound
+rate limiter per workspace; retries with backoff within the caller's deadline. Every
+failure leaves here as a ``BirdError``. Non-idempotent calls (create) are retried only
+where Bird cannot have acted on them (429, or no connection made); an ambiguous failure
+(timeout, 5xx, connection lost mid-request) is raised with ``ambiguous=True`` so the
+caller can look before it creates again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+import structlog
+
+from bridge import __version__
+from bridge.bird.policy import Backoff, TokenBucket, parse_retry_after
+from bridge.config import BirdConfig
+from bridge.errors import BirdError
+from bridge.metrics import Metrics
+
+log = structlog.get_logger("bridge.bird")
+
+JSON = dict[str, Any]
+
+
+class AmbiguousBirdError(BirdError):
+    """Bird may or may not have acted on the request (timeout, 5xx, connection lost)."""
+
+
+def _error_from_response(status: int, body: bytes, operation: str) -> BirdError:
+    """Bird's error body ``{code, message, details}`` (bird-api.md 1), tolerating anything."""
+    try:
+        parsed = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        parsed = {}
+    if not isinstance(parsed, dict):
+        parsed = {}
+    bird_code = parsed.get("code") if isinstance(parsed.get("code"), str) else None
+    message = parsed.get("message") if isinstance(parsed.get("message"), str) else None
+    details = parsed.get("details") if isinstance(parsed.get("details"), dict) else {}
+    retryable = status == 429 or status >= 500
+    cls = AmbiguousBirdError if status >= 500 else BirdError
+    return cls(
+        "bird_unavailable" if retryable else "bird_client_error",
+        f"{operation}: Bird answered {status}" + (f": {message}" if message else ""),
+        http_status=status,
+        retryable=retryable,
+        details=details,
+        bird_code=bird_code,
+    )
+
+
+class BirdClient:
+    def __init__(self, config: BirdConfig, metrics: Metrics) -> None:
+        if config.access_key is None:
+            raise ValueError("BirdClient needs an access key")
+        self.config = config
+        self.metrics = metrics
+        self.base = config.api_url.rstrip("/")
+        self.backoff = Backoff(config.retry_base_s, config.retry_cap_s)
+        self._headers = {
+            "Authorization": f"AccessKey {config.access_key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": f"channel-bridge/{__version__}",
+        }
+        self._session: aiohttp.ClientSession | None = None
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._bucket_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> BirdClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_s),
+                connector=aiohttp.TCPConnector(limit=200),
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # --- rate limiting -------------------------------------------------------------
+
+    def _bucket(self, workspace: str, method: str) -> TokenBucket:
+        kind = "get" if method == "GET" else "write"
+        limit = self.config.rate_get_per_s if kind == "get" else self.config.rate_post_per_s
+        key = (workspace, kind)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            # 90 % of the limit with a 10 % burst: no one-second window exceeds the limit.
+            bucket = TokenBucket(rate=limit * 0.9, burst=max(1.0, limit * 0.1))
+            self._buckets[key] = bucket
+        return bucket
+
+    async def _throttle(self, workspace: str, method: str) -> None:
+        wait = self._bucket(workspace, method).reserve(time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    # --- one request, with retries -----------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        workspace: str,
+        operation: str,
+        deadline: float,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> tuple[int, Any]:
+        """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes."""
+        assert self._session is not None, "BirdClient.start() first"
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._throttle(workspace, method)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BirdError(
+                    "bird_unavailable",
+                    f"{operation}: deadline passed before Bird could be called",
+                    http_status=None,
+                    retryable=True,
+                )
+            started = time.perf_counter()
+            status_label = "error"
+            retry_after: float | None = None
+            try:
+                timeout = aiohttp.ClientTimeout(total=min(self.config.request_timeout_s, remaining))
+                async with self._session.request(
+                    method, self.base + path, json=json, params=params, timeout=timeout
+                ) as response:
+                    body = await response.read()
+                    status_label = str(response.status)
+                    if 200 <= response.status < 300:
+                        return response.status, orjson.loads(body) if body else None
+                    error = _error_from_response(response.status, body, operation)
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            except TimeoutError:
+                status_label = "timeout"
+                error = AmbiguousBirdError(
+                    "bird_unavailable",
+                    f"{operation}: Bird did not answer in time",
+                    http_status=None,
+                    retryable=True,
+                )
+            except aiohttp.ClientConnectorError:
+                status_label = "connect_error"
+                error = BirdError(
+                    "bird_unavailable",
+                    f"{operation}: cannot connect to Bird",
+                    http_status=None,
+                    retryable=True,
+                )
+            except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+                status_label = "connection_lost"
+                error = AmbiguousBirdError(
+                    "bird_unavailable",
+                    f"{operation}: connection to Bird failed ({type(exc).__name__})",
+                    http_status=None,
+                    retryable=True,
+                )
+            finally:
+                self.metrics.bird_requests.labels(operation, status_label).observe(
+                    time.perf_counter() - started
+                )
+            # Only what Bird cannot have acted on is retried for a non-idempotent call.
+            safe = idempotent or not isinstance(error, AmbiguousBirdError)
+            if not error.retryable or not safe:
+                raise error
+            delay = self.backoff.delay(attempt, retry_after)
+            if time.monotonic() + delay >= deadline:
+                raise error
+            self.metrics.bird_retries.labels(operation, status_label).inc()
+            log.info(
+                "retrying bird call",
+                operation=operation,
+                status=status_label,
+                attempt=attempt,
+                delay_s=round(delay, 3),
+            )
+            await asyncio.sleep(delay)
+
+    # --- Connectors (bird-api.md 2) --------------------------------------------------
+
+    async def create_connector(
+        self, workspace: str, body: Mapping[str, Any], *, deadline: float
+    ) -> JSON:
+        _, connector = await self.request(
+            "POST",
+            f"/workspaces/{_seg(workspace)}/connectors",
+            workspace=workspace,
+            operation="create_connector",
+            deadline=deadline,
+            json=body,
+            idempotent=False,
+        )
+        return dict(connector)
+
+    async def get_connector(self, workspace: str, connector_id: str, *, deadline: float) -> JSON:
+        _, connector = await self.request(
+            "GET",
+            f"/workspaces/{_seg(workspace)}/connectors/{_seg(connector_id)}",
+            workspace=workspace,
+            operation="get_connector",
+            deadline=deadline,
+        )
+        return dict(connector)
+
+    async def delete_connector(self, workspace: str, connector_id: str, *, deadline: float) -> bool:
+        """Delete; ``False`` when it did not exist (404)."""
+        try:
+            await self.request(
+                "DELETE",
+                f"/workspaces/{_seg(workspace)}/connectors/{_seg(connector_id)}",
+                workspace=workspace,
+                operation="delete_connector",
+                deadline=deadline,
+            )
+        except BirdError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def list_connectors(
+        self, workspace: str, template_ref: str | None, *, deadline: float
+    ) -> list[JSON]:
+        """Every page, following ``nextPageToken`` (absent or empty means done)."""
+        params: dict[str, str] = {"limit": "100"}
+        if template_ref:
+            params["templateRef"] = template_ref
+        return await self._all_pages(
+            f"/workspaces/{_seg(workspace)}/connectors",
+            workspace,
+            "list_connectors",
+            params,
+            deadline,
+        )
+
+    async def get_channel(self, workspace: str, channel_id: str, *, deadline: float) -> JSON:
+        _, channel = await self.request(
+            "GET",
+            f"/workspaces/{_seg(workspace)}/channels/{_seg(channel_id)}",
+            workspace=workspace,
+            operation="get_channel",
+            deadline=deadline,
+        )
+        return dict(channel)
+
+    # --- Webhook subscriptions (bird-api.md 4) ----------------------------------------
+
+    def _subscriptions(self, organization: str, workspace: str) -> str:
+        org, ws = _seg(organization), _seg(workspace)
+        return f"/organizations/{org}/workspaces/{ws}/webhook-subscriptions"
+
+    async def list_subscriptions(
+        self, organization: str, workspace: str, *, deadline: float
+    ) -> list[JSON]:
+        return await self._all_pages(
+            self._subscriptions(organization, workspace),
+            workspace,
+            "list_subscriptions",
+            {"limit": "100"},
+            deadline,
+        )
+
+    async def create_subscription(
+        self, organization: str, workspace: str, body: Mapping[str, Any], *, deadline: float
+    ) -> JSON:
+        _, created = await self.request(
+            "POST",
+            self._subscriptions(organization, workspace),
+            workspace=workspace,
+            operation="create_subscription",
+            deadline=deadline,
+            json=body,
+            idempotent=False,
+        )
+        return dict(created)
+
+    async def update_subscription(
+        self,
+        organization: str,
+        workspace: str,
+        subscription_id: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: float,
+    ) -> JSON:
+        _, updated = await self.request(
+            "PATCH",
+            f"{self._subscriptions(organization, workspace)}/{_seg(subscription_id)}",
+            workspace=workspace,
+            operation="update_subscription",
+            deadline=deadline,
+            json=body,
+        )
+        return dict(updated)
+
+    async def _all_pages(
+        self, path: str, workspace: str, operation: str, params: dict[str, str], deadline: float
+    ) -> list[JSON]:
+        results: list[JSON] = []
+        token: str | None = None
+        while True:
+            query = dict(params)
+            if token:
+                query["pageToken"] = token
+            _, page = await self.request(
+                "GET",
+                path,
+                workspace=workspace,
+                operation=operation,
+                deadline=deadline,
+                params=query,
+            )
+            page = page if isinstance(page, dict) else {}
+            results.extend(item for item in page.get("results") or [] if isinstance(item, dict))
+            token = page.get("nextPageToken") or None
+            if not token:
+                return results
+
+
+def _seg(value: str) -> str:
+    """One path segment, escaped: ids come from commands and must not change the path."""
+    return quote(value, safe="")

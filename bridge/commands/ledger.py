@@ -1,0 +1,186 @@
+"""The command ledger: what the bridge did per ``commandId``, kept in a compacted Kafka topic.
+
+Every replica reads the whole topic at start and keeps tailing it, so a command that
+moves to another replica (rebalance, crash) is recognised there. ``sync()`` makes sure
+everything written before it is read: it writes a barrier record to each partition and
+waits to read it back (this also works on brokers whose "latest offset" answer is wrong).
+Entry states only move forward: started -> accepted -> final. I/O at the edges only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bridge.config import Config
+from bridge.events import Record
+from bridge.kafka.clients import consumer_settings
+from bridge.kafka.publisher import Publisher
+
+log = structlog.get_logger("bridge.ledger")
+
+State = Literal["started", "accepted", "final"]
+_RANK: dict[str, int] = {"started": 0, "accepted": 1, "final": 2}
+BARRIER_KEY = b"\x00barrier"
+
+
+@dataclass(frozen=True)
+class Entry:
+    command_id: str
+    fingerprint: str
+    action: str
+    state: State
+    started_at: str
+    connector_id: str | None = None
+    connector: dict[str, Any] | None = None
+    accepted_result: dict[str, Any] | None = None
+    final_result: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "commandId": self.command_id,
+                "fingerprint": self.fingerprint,
+                "action": self.action,
+                "state": self.state,
+                "startedAt": self.started_at,
+                "connectorId": self.connector_id,
+                "connector": self.connector,
+                "acceptedResult": self.accepted_result,
+                "finalResult": self.final_result,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, value: bytes) -> Entry:
+        raw = orjson.loads(value)
+        return cls(
+            command_id=raw["commandId"],
+            fingerprint=raw["fingerprint"],
+            action=raw["action"],
+            state=raw["state"],
+            started_at=raw["startedAt"],
+            connector_id=raw.get("connectorId"),
+            connector=raw.get("connector"),
+            accepted_result=raw.get("acceptedResult"),
+            final_result=raw.get("finalResult"),
+        )
+
+    def accepted(self, connector: dict[str, Any], result: dict[str, Any]) -> Entry:
+        return replace(
+            self,
+            state="accepted",
+            connector_id=str(connector.get("id")),
+            connector=connector,
+            accepted_result=result,
+        )
+
+    def final(self, result: dict[str, Any]) -> Entry:
+        return replace(self, state="final", final_result=result)
+
+
+def newer(current: Entry | None, candidate: Entry) -> bool:
+    return current is None or _RANK[candidate.state] >= _RANK[current.state]
+
+
+@dataclass
+class Ledger:
+    config: Config
+    publisher: Publisher
+    entries: dict[str, Entry] = field(default_factory=dict)
+    _positions: dict[int, int] = field(default_factory=dict)
+    _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.config.topics.ledger
+
+    def get(self, command_id: str) -> Entry | None:
+        return self.entries.get(command_id)
+
+    def claimed_connectors(self) -> set[str]:
+        return {e.connector_id for e in self.entries.values() if e.connector_id}
+
+    async def write(self, entry: Entry) -> None:
+        """Durably record ``entry`` (acks=all), then remember it."""
+        record = Record(key=entry.command_id.encode(), value=entry.to_json())
+        await self.publisher.publish_durably(self.topic, record)
+        if newer(self.entries.get(entry.command_id), entry):
+            self.entries[entry.command_id] = entry
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
+        await consumer.start()
+        self._consumer = consumer
+        partitions = await self._partitions(consumer)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        self._task = asyncio.create_task(self._tail(consumer), name="ledger-tail")
+        await self.sync()
+        log.info("ledger loaded", entries=len(self.entries), partitions=len(partitions))
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        for _ in range(100):
+            if self.topic in await consumer.topics():
+                found = consumer.partitions_for_topic(self.topic) or set()
+                if found:
+                    return [TopicPartition(self.topic, p) for p in sorted(found)]
+            await asyncio.sleep(0.1)
+        raise KafkaError(f"ledger topic {self.topic!r} does not exist")
+
+    async def _tail(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    self._apply(record.key, record.value)
+                    self._positions[tp.partition] = record.offset + 1
+            if batches:
+                async with self._progress:
+                    self._progress.notify_all()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None or key == BARRIER_KEY:
+            return
+        if value is None:  # tombstone
+            self.entries.pop(key.decode(errors="replace"), None)
+            return
+        try:
+            entry = Entry.from_json(value)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("unreadable ledger record skipped", key=key.decode(errors="replace"))
+            return
+        if newer(self.entries.get(entry.command_id), entry):
+            self.entries[entry.command_id] = entry
+
+    async def sync(self) -> None:
+        """Return once every ledger record written before this call has been read."""
+        assert self._consumer is not None
+        targets: dict[int, int] = {}
+        for tp in self._consumer.assignment():
+            metadata = await self.publisher.publish_durably(
+                self.topic, Record(key=BARRIER_KEY, value=b""), partition=tp.partition
+            )
+            targets[tp.partition] = metadata.offset + 1
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: all(self._positions.get(p, 0) >= t for p, t in targets.items())
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()

@@ -1,0 +1,297 @@
+"""The command consumer: fetch -> validate -> execute -> result -> commit.
+
+Records with the same key run in order, one at a time ("lanes"); different keys run
+concurrently up to ``BRIDGE_COMMANDS_MAX_IN_FLIGHT``. An offset is committed only once
+it and every offset before it in its partition finished (results published). Fetching
+pauses while too much is buffered. On revocation the partition's lanes are cancelled
+(the ledger lets the next owner resume); on shutdown the worker stops fetching, drains
+in-flight commands within a deadline, commits what finished and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, TypeAlias
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from bridge.commands.executor import Executor
+from bridge.commands.ledger import Ledger
+from bridge.commands.offsets import OffsetTracker
+from bridge.commands.parse import parse_command
+from bridge.commands.results import dead_letter_record, error_body, result_record
+from bridge.config import Config
+from bridge.errors import InvalidCommand
+from bridge.kafka.clients import consumer_settings
+from bridge.kafka.publisher import Publisher
+from bridge.metrics import Metrics
+
+log = structlog.get_logger("bridge.commands")
+
+Message: TypeAlias = ConsumerRecord[bytes, bytes]
+LaneKey: TypeAlias = tuple[TopicPartition, bytes | None]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: CommandWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.worker.revoke(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        # Another replica may have worked on these partitions: read its ledger writes first.
+        await self.worker.ledger.sync()
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+class CommandWorker:
+    def __init__(
+        self,
+        config: Config,
+        publisher: Publisher,
+        ledger: Ledger,
+        executor: Executor,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.publisher = publisher
+        self.ledger = ledger
+        self.executor = executor
+        self.metrics = metrics
+        self.max_in_flight = config.commands.max_in_flight
+        self.slots = asyncio.Semaphore(self.max_in_flight)
+        self.lanes: dict[LaneKey, tuple[deque[Message], asyncio.Task[None]]] = {}
+        self.trackers: dict[TopicPartition, OffsetTracker] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.started = False
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._paused = False
+        self._last_commit = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._main(), name="command-worker")
+
+    async def _main(self) -> None:
+        await self.publisher.ready.wait()
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self.ledger.start()
+                consumer = AIOKafkaConsumer(
+                    **consumer_settings(self.config.kafka, group=self.config.kafka.consumer_group)
+                )
+                consumer.subscribe([self.config.topics.commands], listener=_Rebalance(self))
+                await consumer.start()
+            except (KafkaError, OSError) as exc:
+                log.warning("command consumer cannot start, retrying", error=repr(exc))
+                await self.ledger.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.consumer = consumer
+            self.started = True
+            log.info("command worker started", topic=self.config.topics.commands)
+            await self._consume(consumer)
+            return
+
+    async def stop(self, drain_s: float) -> None:
+        """Stop fetching, let in-flight commands finish within ``drain_s``, commit, leave."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([self._task], timeout=2)
+            if not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        tasks = [task for _, task in self.lanes.values()]
+        if tasks:
+            log.info("draining in-flight commands", lanes=len(tasks), deadline_s=drain_s)
+            _, pending = await asyncio.wait(tasks, timeout=drain_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.warning(
+                    "commands cancelled at shutdown; they resume on redelivery", count=len(pending)
+                )
+        if self.consumer is not None:
+            await self._commit(force=True)
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+        await self.ledger.stop()
+        self.started = False
+
+    # --- fetch loop -----------------------------------------------------------------
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping.is_set():
+            self._backpressure(consumer)
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.max_in_flight)
+            for tp, records in batches.items():
+                tracker = self.trackers.setdefault(tp, OffsetTracker())
+                for record in records:
+                    tracker.add(record.offset)
+                    self._submit(tp, record)
+            await self._commit()
+
+    def _buffered(self) -> int:
+        return sum(len(queue) for queue, _ in self.lanes.values())
+
+    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        buffered = self._buffered()
+        if not self._paused and buffered >= 2 * self.max_in_flight:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+        elif self._paused and buffered < self.max_in_flight:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+
+    def _submit(self, tp: TopicPartition, record: Message) -> None:
+        key: LaneKey = (tp, record.key)
+        lane = self.lanes.get(key)
+        if lane is not None:
+            lane[0].append(record)
+            return
+        queue: deque[Message] = deque([record])
+        task = asyncio.create_task(self._run_lane(key, queue))
+        self.lanes[key] = (queue, task)
+
+    async def _run_lane(self, key: LaneKey, queue: deque[Message]) -> None:
+        tp = key[0]
+        try:
+            while queue:
+                record = queue[0]
+                async with self.slots:
+                    await self._handle(record)
+                queue.popleft()
+                tracker = self.trackers.get(tp)
+                if tracker is not None:
+                    tracker.done(record.offset)
+        finally:
+            if self.lanes.get(key, (None, None))[0] is queue:
+                del self.lanes[key]
+
+    async def _commit(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.consumer is None or (
+            not force and now - self._last_commit < self.config.commands.commit_interval_s
+        ):
+            return
+        self._last_commit = now
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, tracker in self.trackers.items():
+            offset = tracker.committable()
+            if offset is not None:
+                offsets[tp] = OffsetAndMetadata(offset, "")
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("offset commit failed; records will be redelivered", error=repr(exc))
+            return
+        for tp, meta in offsets.items():
+            self.trackers[tp].committed = meta.offset
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        """Partitions leave this worker: stop their lanes, commit what finished, forget them."""
+        lanes = [(key, task) for key, (_, task) in self.lanes.items() if key[0] in revoked]
+        for _, task in lanes:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in lanes), return_exceptions=True)
+        await self._commit(force=True)
+        for tp in revoked:
+            self.trackers.pop(tp, None)
+        if revoked:
+            log.info(
+                "partitions revoked",
+                partitions=sorted(tp.partition for tp in revoked),
+                cancelled=len(lanes),
+            )
+
+    # --- one record -----------------------------------------------------------------
+
+    async def _handle(self, record: Message) -> None:
+        """Never raises (but for cancellation): a bad record must not block its partition."""
+        bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
+        started = time.perf_counter()
+        try:
+            command = parse_command(
+                record.value, default_workspace_id=self.config.bird.workspace_id
+            )
+        except InvalidCommand as exc:
+            await self._reject(record, exc, bound)
+            return
+        bound = bound.bind(command_id=command.command_id, action=command.action)
+        self.metrics.commands_in_flight.inc()
+        try:
+            with structlog.contextvars.bound_contextvars(command_id=command.command_id):
+                outcome = await self.executor.run(command)
+            bound.info(
+                "command",
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        except InvalidCommand as exc:
+            await self._reject(record, exc, bound)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            bound.exception("command failed unexpectedly")
+            await self._dead_letter(
+                record, f"internal error: {type(exc).__name__}", command.command_id
+            )
+            self.metrics.commands.labels(command.action, "error").inc()
+        finally:
+            self.metrics.commands_in_flight.dec()
+
+    async def _reject(self, record: Message, exc: InvalidCommand, bound: Any) -> None:
+        """A failed ``invalid_command`` result where a commandId can be read, and a dead letter."""
+        bound.warning("invalid command", reason=exc.reason, command_id=exc.command_id)
+        self.metrics.commands.labels(_action_label(record.value), "invalid").inc()
+        if exc.command_id is not None and self.ledger.get(exc.command_id) is None:
+            result = result_record(
+                command_id=exc.command_id,
+                action=_action_label(record.value),
+                status="failed",
+                now=self.executor.clock(),
+                error=error_body("invalid_command", exc.reason, details={"field": exc.field}),
+            )
+            await self.publisher.publish_durably(self.config.topics.results, result)
+        await self._dead_letter(record, exc.reason, exc.command_id)
+
+    async def _dead_letter(self, record: Message, reason: str, command_id: str | None) -> None:
+        self.metrics.dead_letters.labels(reason.split(":", 1)[0]).inc()
+        dead = dead_letter_record(
+            key=record.key,
+            value=record.value,
+            headers=tuple(record.headers or ()),
+            reason=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            command_id=command_id,
+        )
+        await self.publisher.publish_durably(self.config.topics.dead_letter, dead)
+
+
+def _action_label(value: bytes | None) -> str:
+    """The command's action for labels and result types, if it is a known one."""
+    try:
+        action = orjson.loads(value or b"").get("action")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "unknown"
+    return action if action in ("create", "delete", "get", "list") else "unknown"

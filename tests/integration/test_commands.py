@@ -1,0 +1,401 @@
+"""The command worker against the real broker and the Bird simulator (contract sections 3-5)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+
+from bridge.kafka.embedded import EmbeddedBroker
+from bridge.simulator.server import SimulatorServer
+from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
+from tests.bridge_helpers import RunningBridge, running_bridge
+from tests.command_helpers import (
+    CommandClient,
+    bird_connectors,
+    command_client,
+    command_env,
+    create_command,
+    fast_simulator,
+    simulator_json,
+)
+from tests.kafka_helpers import bridge_config, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Stack:
+    simulator: SimulatorServer
+    bridge: RunningBridge
+    client: CommandClient
+
+    @property
+    def sim_url(self) -> str:
+        return self.simulator.url
+
+    async def script(self, method: str, path: str, responses: list[Any]) -> None:
+        rule = {"method": method, "path": path, "responses": responses}
+        await simulator_json(self.sim_url, "POST", "/_simulator/faults/script", rule)
+
+
+@asynccontextmanager
+async def stack(
+    broker: EmbeddedBroker, simulator: SimulatorServer | None = None, **overrides: str
+) -> AsyncIterator[Stack]:
+    simulator = simulator or fast_simulator()
+    await simulator.start()
+    try:
+        config = bridge_config(broker.bootstrap, **{**command_env(simulator.url), **overrides})
+        async with (
+            running_bridge(config, ["commands"]) as app,
+            command_client(config) as client,
+        ):
+            yield Stack(simulator, app, client)
+    finally:
+        await simulator.stop()
+
+
+CONNECTORS = f"/workspaces/{DEFAULT_WORKSPACE_ID}/connectors"
+
+
+async def test_create_publishes_accepted_then_succeeded(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        command = create_command()
+        final = await s.client.run(command)
+        command_id = command["commandId"]
+        assert s.client.results.statuses(command_id) == ["accepted", "succeeded"]
+        accepted = s.client.results.by_command[command_id][0]
+        assert accepted["type"] == "com.bird.bridge.connector.create.accepted"
+        assert "channel" not in accepted["data"]  # Bird answers before the channel exists
+        assert final["type"] == "com.bird.bridge.connector.create.succeeded"
+        assert final["source"] == "bird-bridge"
+        assert final["subject"] == command_id
+        data = final["data"]
+        assert data["error"] is None
+        assert data["channel"]["status"] == "active"
+        assert data["connector"]["channel"]["channelId"] == data["channel"]["id"]
+        connectors = await bird_connectors(s.sim_url)
+        assert [c["id"] for c in connectors] == [data["connector"]["id"]]
+
+
+async def test_get_list_and_delete(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        created = [await s.client.run(create_command(f"sms {i}")) for i in range(3)]
+        ids = sorted(c["data"]["connector"]["id"] for c in created)
+        # More connectors than one page: the list must follow nextPageToken.
+        for i in range(12):
+            await simulator_json_authed(
+                s.sim_url, "POST", CONNECTORS, create_command(f"x{i}")["connector"]
+            )
+        listed = await s.client.run({"commandId": f"list-{uuid.uuid4()}", "action": "list"})
+        assert listed["data"]["status"] == "succeeded"
+        assert len(listed["data"]["connectors"]) == 15
+        filtered = await s.client.run(
+            {"commandId": f"list-{uuid.uuid4()}", "action": "list", "templateRef": "whatsapp:1"}
+        )
+        assert filtered["data"]["connectors"] == []
+
+        got = await s.client.run(
+            {"commandId": f"get-{uuid.uuid4()}", "action": "get", "connectorId": ids[0]}
+        )
+        assert got["data"]["connector"]["id"] == ids[0]
+        assert got["data"]["channel"]["connectorId"] == ids[0]
+
+        deleted = await s.client.run(
+            {"commandId": f"del-{uuid.uuid4()}", "action": "delete", "connectorId": ids[0]}
+        )
+        assert deleted["type"] == "com.bird.bridge.connector.delete.succeeded"
+        assert deleted["data"]["alreadyDeleted"] is False
+        again = await s.client.run(
+            {"commandId": f"del-{uuid.uuid4()}", "action": "delete", "connectorId": ids[0]}
+        )
+        assert again["data"]["status"] == "succeeded"
+        assert again["data"]["alreadyDeleted"] is True
+
+        missing = await s.client.run(
+            {"commandId": f"get-{uuid.uuid4()}", "action": "get", "connectorId": ids[0]}
+        )
+        assert missing["data"]["status"] == "failed"
+        assert missing["data"]["error"]["code"] == "bird_client_error"
+        assert missing["data"]["error"]["httpStatus"] == 404
+        assert missing["data"]["error"]["retryable"] is False
+
+
+async def simulator_json_authed(url: str, method: str, path: str, body: Any) -> Any:
+    import aiohttp
+
+    headers = {"Authorization": f"AccessKey {DEV_ACCESS_KEY}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.request(method, url + path, json=body) as r,
+    ):
+        assert r.status < 300, await r.text()
+        return await r.json()
+
+
+@pytest.mark.parametrize(
+    "responses",
+    [
+        [429, 429],
+        [{"status": 429, "retry_after": 1}],
+        [503, 502],  # outcome unknown: the bridge looks before it posts again
+        ["reset"],
+        ["drop"],  # Bird created it, then the connection broke: adopt, never create twice
+    ],
+    ids=["429", "429-retry-after", "5xx", "reset", "processed-then-dropped"],
+)
+async def test_transient_create_failures_end_in_exactly_one_connector(
+    broker: EmbeddedBroker, responses: list[Any]
+) -> None:
+    async with stack(broker) as s:
+        await s.script("POST", CONNECTORS, responses)
+        command = create_command()
+        final = await s.client.run(command)
+        assert final["data"]["status"] == "succeeded", final["data"]["error"]
+        connectors = await bird_connectors(s.sim_url)
+        assert len(connectors) == 1
+        assert final["data"]["connector"]["id"] == connectors[0]["id"]
+
+
+async def test_transient_read_failures_are_retried(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        created = await s.client.run(create_command())
+        connector_id = created["data"]["connector"]["id"]
+        await s.script("GET", f"{CONNECTORS}/*", [503, 429, "reset", "timeout"])
+        got = await s.client.run(
+            {"commandId": f"get-{uuid.uuid4()}", "action": "get", "connectorId": connector_id}
+        )
+        assert got["data"]["status"] == "succeeded"
+        requests = await simulator_json(
+            s.sim_url, "GET", f"/_simulator/requests?method=GET&path={CONNECTORS}/*"
+        )
+        assert len([r for r in requests["results"] if connector_id in r["path"]]) >= 5
+
+
+async def test_client_errors_fail_at_once_with_birds_details(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        command = create_command(connectorTemplateRef="no-such-template:1")
+        final = await s.client.run(command)
+        error = final["data"]["error"]
+        assert final["data"]["status"] == "failed"
+        assert s.client.results.statuses(command["commandId"]) == ["failed"]
+        assert error["code"] == "bird_client_error"
+        assert error["retryable"] is False
+        assert 400 <= error["httpStatus"] < 500
+        assert error["details"]
+
+
+async def test_bird_down_past_the_deadline_fails_retryable(broker: EmbeddedBroker) -> None:
+    async with stack(broker, BRIDGE_COMMANDS_DEADLINE_S="1.5") as s:
+        await s.script("POST", CONNECTORS, [429] * 200)
+        final = await s.client.run(create_command())
+        error = final["data"]["error"]
+        assert error["code"] == "bird_unavailable"
+        assert error["retryable"] is True
+        assert error["httpStatus"] == 429
+        assert await bird_connectors(s.sim_url) == []
+
+
+async def test_channel_failure_and_never_active(broker: EmbeddedBroker) -> None:
+    async with stack(broker, BRIDGE_COMMANDS_FOLLOW_TIMEOUT_S="1.5") as s:
+        failed = await s.client.run(create_command("shop [fail]"))
+        assert failed["data"]["status"] == "failed"
+        assert failed["data"]["error"]["code"] == "channel_failed"
+        assert failed["data"]["channel"]["status"] == "inactive"
+        stuck = await s.client.run(create_command("shop [stuck]"))
+        assert stuck["data"]["error"]["code"] == "timeout"
+        assert "pending" in stuck["data"]["error"]["message"]
+        assert stuck["data"]["connector"]["id"]
+
+
+async def test_redelivered_commands_are_answered_again_not_re_executed(
+    broker: EmbeddedBroker,
+) -> None:
+    async with stack(broker) as s:
+        command = create_command()
+        command_id = command["commandId"]
+        await s.client.run(command)
+        # The producer sends it again, and again under another key.
+        await s.client.send(command)
+        await s.client.send(command, key=b"other-key")
+        async with asyncio.timeout(15):
+            while len(s.client.results.raw.get(command_id, [])) < 4:
+                await asyncio.sleep(0.05)
+        raw = s.client.results.raw[command_id]
+        finals = [r for r in raw if b'"succeeded"' in r]
+        assert len(finals) == 3
+        assert finals[0] == finals[1] == finals[2]  # the same record, byte for byte
+        assert len(await bird_connectors(s.sim_url)) == 1
+
+
+async def test_in_flight_duplicate_under_another_key_creates_once(broker: EmbeddedBroker) -> None:
+    simulator = fast_simulator(activate_delay_s=1.0)
+    async with stack(broker, simulator) as s:
+        command = create_command()
+        await s.client.send(command)
+        await s.client.send(command, key=b"another-key")
+        await s.client.final(command["commandId"])
+        async with asyncio.timeout(15):
+            while (
+                len(
+                    [x for x in s.client.results.statuses(command["commandId"]) if x == "succeeded"]
+                )
+                < 2
+            ):
+                await asyncio.sleep(0.05)
+        assert len(await bird_connectors(s.sim_url)) == 1
+
+
+async def test_same_commandid_with_other_content_is_dead_lettered(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        command = create_command()
+        first = await s.client.run(command)
+        reuse = {**command, "connector": {**command["connector"], "name": "other"}}
+        await s.client.send(reuse)
+        dead = await read_topic(
+            broker.bootstrap, s.bridge.bridge.config.topics.dead_letter, expect=1
+        )
+        assert len(dead) == 1
+        assert b"already used for a different command" in dict(dead[0].headers)["dlq-reason"]
+        assert s.client.results.final(command["commandId"]) == first
+        assert len(await bird_connectors(s.sim_url)) == 1
+
+
+BAD_RECORDS: list[tuple[bytes, str, str | None]] = [
+    (b"not json at all", "$: not valid JSON", None),
+    (b"[1,2]", "$: must be a JSON object", None),
+    (b'{"action": "get", "connectorId": "x"}', "commandId: is required", None),
+    (
+        b'{"commandId": "bad-action-1", "action": "explode"}',
+        "action: must be one of",
+        "bad-action-1",
+    ),
+    (b'{"commandId": "bad-get-1", "action": "get"}', "connectorId: is required", "bad-get-1"),
+    (
+        orjson.dumps(
+            {
+                "commandId": "bad-create-1",
+                "action": "create",
+                "connector": {"name": "x", "connectorTemplateRef": "t:1", "colour": "red"},
+            }
+        ),
+        "connector.colour: unknown field",
+        "bad-create-1",
+    ),
+]
+
+
+async def test_bad_records_get_failed_results_and_dead_letters_without_blocking(
+    broker: EmbeddedBroker,
+) -> None:
+    async with stack(broker) as s:
+        suffix = uuid.uuid4().hex[:6]
+        for value, _, _ in BAD_RECORDS:
+            await s.client.send(value.replace(b"-1", f"-{suffix}".encode()), key=b"same-key")
+        good = create_command()
+        await s.client.send(good, key=b"same-key")  # behind the bad ones on the same partition
+        final = await s.client.final(good["commandId"])
+        assert final["data"]["status"] == "succeeded"
+        config = s.bridge.bridge.config
+        dead = await read_topic(
+            broker.bootstrap, config.topics.dead_letter, expect=len(BAD_RECORDS)
+        )
+        assert len(dead) == len(BAD_RECORDS)
+        for record, (value, reason, command_id) in zip(dead, BAD_RECORDS, strict=True):
+            headers = dict(record.headers)
+            assert record.value == value.replace(b"-1", f"-{suffix}".encode())
+            assert record.key == b"same-key"
+            assert reason in headers["dlq-reason"].decode()
+            assert headers["dlq-source-topic"] == config.topics.commands.encode()
+            assert int(headers["dlq-source-offset"]) >= 0
+            assert "dlq-source-partition" in headers
+            if command_id is not None:
+                result = await s.client.final(command_id.replace("-1", f"-{suffix}"))
+                assert result["data"]["status"] == "failed"
+                assert result["data"]["error"]["code"] == "invalid_command"
+                assert reason.split(":")[0] == result["data"]["error"]["details"]["field"]
+
+
+async def test_same_key_runs_in_order_and_different_keys_concurrently(
+    broker: EmbeddedBroker,
+) -> None:
+    async with stack(broker) as s:
+        created = await s.client.run(create_command())
+        connector_id = created["data"]["connector"]["id"]
+        await simulator_json(s.sim_url, "PUT", "/_simulator/faults", {"latency_s": 0.3})
+        await simulator_json(s.sim_url, "DELETE", "/_simulator/requests")
+
+        def get(n: str) -> dict[str, Any]:
+            return {
+                "commandId": f"get-{n}-{uuid.uuid4()}",
+                "action": "get",
+                "connectorId": connector_id,
+            }
+
+        ordered = [get(f"o{i}") for i in range(4)]
+        for command in ordered:
+            await s.client.send(command, key=b"one-key")
+        for command in ordered:
+            await s.client.final(command["commandId"])
+        requests = (await simulator_json(s.sim_url, "GET", "/_simulator/requests?method=GET"))[
+            "results"
+        ]
+        spans = [
+            (r["timestamp"], r["durationMs"]) for r in requests if r["path"].endswith(connector_id)
+        ]
+        assert len(spans) == 4
+        assert _max_overlap(spans) == 1  # strictly one after the other
+
+        await simulator_json(s.sim_url, "DELETE", "/_simulator/requests")
+        spread = [get(f"c{i}") for i in range(8)]
+        for command in spread:
+            await s.client.send(command)  # keyed by commandId: different keys
+        for command in spread:
+            await s.client.final(command["commandId"])
+        requests = (await simulator_json(s.sim_url, "GET", "/_simulator/requests?method=GET"))[
+            "results"
+        ]
+        spans = [
+            (r["timestamp"], r["durationMs"]) for r in requests if r["path"].endswith(connector_id)
+        ]
+        assert _max_overlap(spans) > 1
+
+
+def _max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The most requests Bird was serving at once (start time, duration)."""
+    events: list[tuple[float, int]] = []
+    for start, duration_ms in spans:
+        events += [(start, 1), (start + duration_ms / 1000, -1)]
+    events.sort(key=lambda e: (e[0], e[1]))
+    live = best = 0
+    for _, delta in events:
+        live += delta
+        best = max(best, live)
+    return best
+
+
+async def test_access_key_never_appears_in_results_or_dead_letters(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        await s.client.run(create_command())
+        await s.client.run(create_command(connectorTemplateRef="nope:1"))
+        await s.client.send(b'{"commandId": "leak-check", "action": "nope"}')
+        await s.client.final("leak-check")
+        config = s.bridge.bridge.config
+        results = await read_topic(broker.bootstrap, config.topics.results, expect=100, timeout=2)
+        dead = await read_topic(broker.bootstrap, config.topics.dead_letter, expect=100, timeout=2)
+        ledger = await read_topic(broker.bootstrap, config.topics.ledger, expect=1000, timeout=2)
+        blobs = [r.value or b"" for r in results + dead + ledger]
+        blobs += [v for r in results + dead for _, v in r.headers]
+        assert blobs
+        assert not any(DEV_ACCESS_KEY.encode() in blob for blob in blobs)
+        metrics = s.bridge.bridge.metrics.render()
+        assert DEV_ACCESS_KEY.encode() not in metrics
+        assert b"bridge_commands_total" in metrics
+        assert orjson.loads(results[0].value)["specversion"] == "1.0"
