@@ -25,12 +25,14 @@ RUN python3 -m venv /opt/venv \
     && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
 
 # The project itself: built with the hash-pinned backend from /opt/build (no download
-# during the build), installed without touching the dependencies, then pip and
-# setuptools leave the runtime venv (nothing installs packages at run time).
+# during the build) and installed without touching the dependencies; `pip check` fails
+# the build if the lock misses a dependency of pyproject.toml. Then pip and setuptools
+# leave the runtime venv (nothing installs packages at run time).
 COPY pyproject.toml README.md ./
 COPY bridge/ bridge/
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
     && /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/channel_bridge-*.whl \
+    && /opt/venv/bin/pip check \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
     && /opt/venv/bin/bridge --help > /dev/null
 
