@@ -1,8 +1,6 @@
 """Bird-style pagination: ``limit`` + opaque ``pageToken`` -> ``{results, nextPageToken}`` (pure).
 
-A token is base64 of a JSON array ``[resource, seq]`` (bird-api.md 1, Pagination: tokens look like
-base64 of a JSON array): the page continues after the item with sequence number ``seq``, so items
-deleted between pages do not shift the following pages.
+A token is base64 of the JSON array ``[resource, seq]``: continue after the item numbered ``seq``.
 """
 
 from __future__ import annotations
@@ -29,6 +27,8 @@ class PageRequest:
 
 
 def encode_token(resource: str, seq: int) -> str:
+    # Bird's tokens look like base64 of a JSON array (bird-api.md 1, Pagination). A sequence
+    # number rather than an offset keeps later pages stable when items are deleted in between.
     return base64.b64encode(json.dumps([resource, seq]).encode()).decode("ascii")
 
 
