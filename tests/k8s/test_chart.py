@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import shutil
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -545,6 +546,16 @@ def test_schema_closes_every_object() -> None:
 
     walk(schema, "")
     assert open_objects == []
+
+
+def test_chart_packages_with_schema_and_readme_but_no_ci_values(tmp_path: Path) -> None:
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    with tarfile.open(archive) as packaged:
+        names = set(packaged.getnames())
+    for required in ("Chart.yaml", "values.yaml", "values.schema.json", "README.md"):
+        assert f"channel-bridge/{required}" in names
+    assert "channel-bridge/templates/tests/test-healthz.yaml" in names
+    assert not [name for name in names if name.startswith("channel-bridge/ci/")]
 
 
 # --- documentation ---------------------------------------------------------------------
