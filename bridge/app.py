@@ -85,13 +85,14 @@ async def request_log(
         response = web.json_response({"error": exc.reason}, status=exc.http_status)
     if request.path == WEBHOOK_PATH:
         bridge.metrics.webhook_requests.labels(outcome).inc()
+        fields: dict[str, Any] = {"cause": request[CAUSE]} if CAUSE in request else {}
         log.info(
             "webhook",
             request_id=request.get(REQUEST_ID),
             status=response.status,
             outcome=outcome,
-            cause=request.get(CAUSE),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            **fields,
         )
     return response
 
@@ -123,6 +124,8 @@ def build_app(bridge: Bridge) -> web.Application:
     if "ingest" in bridge.roles:
         ingest = WebhookIngest(bridge.config, bridge.publisher, bridge.metrics)
         app.router.add_post(WEBHOOK_PATH, ingest.handle)
+        if bridge.config.webhook.ensure_subscriptions:
+            app.cleanup_ctx.append(_subscriptions_ctx)
     if "commands" in bridge.roles:
         from bridge.commands.runtime import commands_ctx
 
@@ -136,6 +139,36 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     bridge.draining = True
     await bridge.publisher.stop(timeout=min(5.0, bridge.config.shutdown_timeout_s / 2))
+
+
+async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``BRIDGE_ENSURE_SUBSCRIPTIONS``: register at Bird in the background, retrying."""
+    from bridge.bird.client import BirdClient
+    from bridge.errors import BirdError
+    from bridge.subscriptions import ensure_subscriptions
+
+    bridge = app[BRIDGE]
+
+    async def ensure() -> None:
+        delay = 1.0
+        async with BirdClient(bridge.config.bird, bridge.metrics) as bird:
+            while True:
+                try:
+                    for line in await ensure_subscriptions(
+                        bridge.config, bird, webhook_path=WEBHOOK_PATH
+                    ):
+                        log.info("subscriptions: " + line)
+                    return
+                except BirdError as exc:
+                    log.warning("cannot ensure subscriptions, retrying", error=exc.message)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+
+    task = asyncio.create_task(ensure())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:

@@ -48,6 +48,84 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return int(simulator_main(list(args.simulator_args)))
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from bridge.dev import run_dev
+
+    return asyncio.run(
+        run_dev(kafka_port=args.kafka_port, port=args.port, simulator_port=args.simulator_port)
+    )
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    from bridge.app import WEBHOOK_PATH
+    from bridge.bird.client import BirdClient
+    from bridge.metrics import Metrics
+    from bridge.subscriptions import ensure_subscriptions
+
+    try:
+        config = load_config()
+        problems = [
+            f"{name}: required"
+            for name, value in (
+                ("BRIDGE_BIRD_ACCESS_KEY", config.bird.access_key),
+                ("BRIDGE_BIRD_ORGANIZATION_ID", config.bird.organization_id),
+                ("BRIDGE_BIRD_WORKSPACE_ID", config.bird.workspace_id),
+                ("BRIDGE_WEBHOOK_PUBLIC_URL", config.webhook.public_url),
+            )
+            if not value
+        ]
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    logs.configure(fmt="console", level="warning", secrets=config.secrets())
+
+    async def ensure() -> list[str]:
+        async with BirdClient(config.bird, Metrics()) as bird:
+            return await ensure_subscriptions(config, bird, webhook_path=WEBHOOK_PATH)
+
+    from bridge.errors import BirdError
+
+    try:
+        lines = asyncio.run(ensure())
+    except BirdError as exc:
+        print(f"bridge subscriptions ensure: {exc.message}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    from bridge.command_tool import build_command, send_and_follow
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        return _fail_config(exc)
+    arguments: dict[str, str] = {}
+    for item in args.arg or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"bridge command: --arg wants key=value, got {item!r}", file=sys.stderr)
+            return 2
+        arguments[key] = value
+    if args.action in ("delete", "get") and not args.connector_id:
+        print(f"bridge command {args.action}: --connector-id is required", file=sys.stderr)
+        return 2
+    command = build_command(
+        args.action,
+        command_id=args.command_id,
+        workspace_id=args.workspace_id,
+        name=args.name,
+        template=args.template,
+        connector_id=args.connector_id,
+        arguments=arguments,
+    )
+    logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    return asyncio.run(send_and_follow(config, command, timeout=args.timeout))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridge", description="Channel Bridge: Bird's channel platform <-> Kafka."
@@ -57,6 +135,34 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the service (configured by BRIDGE_* variables)")
     run.add_argument("--role", choices=["all", *ROLES], default="all")
     run.set_defaults(func=cmd_run)
+
+    dev = sub.add_parser(
+        "dev", help="everything on this machine: embedded Kafka, Bird simulator, the bridge"
+    )
+    dev.add_argument("--kafka-port", type=int, default=9092)
+    dev.add_argument("--port", type=int, default=8080, help="the bridge's HTTP port")
+    dev.add_argument("--simulator-port", type=int, default=8081)
+    dev.set_defaults(func=cmd_dev)
+
+    subs = sub.add_parser("subscriptions", help="Bird webhook subscriptions")
+    subs_sub = subs.add_subparsers(dest="subcommand", required=True)
+    ensure = subs_sub.add_parser(
+        "ensure", help="create/update the channel.created and channel.updated subscriptions"
+    )
+    ensure.set_defaults(func=cmd_subscriptions)
+
+    command = sub.add_parser(
+        "command", help="send one connector command to Kafka and follow its results"
+    )
+    command.add_argument("action", choices=["create", "delete", "get", "list"])
+    command.add_argument("--name", help="create: the connector name")
+    command.add_argument("--template", help="create: connectorTemplateRef; list: templateRef")
+    command.add_argument("--arg", action="append", metavar="KEY=VALUE", help="create: arguments")
+    command.add_argument("--connector-id", help="delete / get: the connector")
+    command.add_argument("--workspace-id", help="default: BRIDGE_BIRD_WORKSPACE_ID at the bridge")
+    command.add_argument("--command-id", help="default: a new one")
+    command.add_argument("--timeout", type=float, default=120.0)
+    command.set_defaults(func=cmd_command)
 
     sim = sub.add_parser("simulator", help="run the Bird API simulator alone", add_help=False)
     sim.add_argument("simulator_args", nargs=argparse.REMAINDER)

@@ -1,0 +1,140 @@
+"""``bridge dev``: the whole system on this machine, loopback only, no setup.
+
+Starts the embedded Kafka-protocol broker (memory only), the Bird API simulator, and the
+bridge with both roles wired to both; registers the webhook subscriptions at the
+simulator; prints where everything listens and what to type next. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+import structlog
+
+from bridge import config as config_module
+from bridge import logs
+from bridge.app import WEBHOOK_PATH, Bridge, serve
+from bridge.bird.client import BirdClient
+from bridge.config import Config
+from bridge.kafka.embedded import EmbeddedBroker
+from bridge.simulator.server import SimulatorServer
+from bridge.simulator.settings import (
+    DEFAULT_ORGANIZATION_ID,
+    DEFAULT_WORKSPACE_ID,
+    DEV_ACCESS_KEY,
+    SimulatorSettings,
+)
+from bridge.subscriptions import ensure_subscriptions
+
+log = structlog.get_logger("bridge.dev")
+
+HOST = "127.0.0.1"
+DEV_SIGNING_KEY = "dev-signing-key"
+
+
+def dev_environment(*, kafka_port: int, port: int, simulator_port: int) -> dict[str, str]:
+    """The bridge's settings for the embedded broker and the local simulator."""
+    return {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{kafka_port}",
+        # The embedded broker has no idempotent producer, no replication, and answers
+        # "latest" offsets wrongly (see docs/configuration.md).
+        "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
+        "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+        "BRIDGE_KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "BRIDGE_BIRD_API_URL": f"http://{HOST}:{simulator_port}",
+        "BRIDGE_BIRD_ACCESS_KEY": DEV_ACCESS_KEY,
+        "BRIDGE_BIRD_ORGANIZATION_ID": DEFAULT_ORGANIZATION_ID,
+        "BRIDGE_BIRD_WORKSPACE_ID": DEFAULT_WORKSPACE_ID,
+        "BRIDGE_WEBHOOK_SIGNING_KEY": DEV_SIGNING_KEY,
+        "BRIDGE_WEBHOOK_PUBLIC_URL": f"http://{HOST}:{port}{WEBHOOK_PATH}",
+        "BRIDGE_COMMANDS_FOLLOW_INTERVAL_S": "0.5",
+        "BRIDGE_HTTP_HOST": HOST,
+        "BRIDGE_HTTP_PORT": str(port),
+        "BRIDGE_SHUTDOWN_TIMEOUT_S": "10",
+        "BRIDGE_LOG_FORMAT": "console",
+    }
+
+
+def banner(config: Config, *, kafka_port: int, simulator_port: int) -> str:
+    t = config.topics
+    bootstrap = config.kafka.bootstrap_servers
+    return f"""
+Channel Bridge is running on this machine (loopback only; Ctrl-C stops everything).
+
+  Kafka (embedded, memory only)  {bootstrap}
+  Bird API simulator             http://{HOST}:{simulator_port}   (AccessKey {DEV_ACCESS_KEY})
+  Bridge                         http://{HOST}:{config.http_port}
+      webhooks                   {config.webhook.public_url}
+      health / ready / metrics   /healthz  /readyz  /metrics
+
+  Topics: {t.commands} -> [bridge] -> {t.results}
+          Bird webhooks -> [bridge] -> {t.events}
+          bad commands -> {t.dead_letter};  command ledger: {t.ledger}
+
+Try it (in another terminal, from this folder):
+
+  .venv/bin/bridge command create --name "My SMS channel"
+      sends a create command, then prints its accepted / succeeded results and the
+      channel.created / channel.updated events of the new channel as they arrive
+  .venv/bin/bridge command list
+  .venv/bin/bridge command delete --connector-id <id from the result>
+
+  curl -s http://{HOST}:{config.http_port}/metrics | grep bridge_
+  curl -s http://{HOST}:{simulator_port}/_simulator/deliveries      # webhook deliveries
+
+With kcat (it needs librdkafka 2.3 or newer; see docs/development.md):
+
+  kcat -b {bootstrap} -C -t {t.results} -o beginning -f '%k %s\\n'
+  kcat -b {bootstrap} -C -t {t.events} -o beginning -f '%k %s\\n'
+  echo '{{"commandId":"c-1","action":"list"}}' | kcat -b {bootstrap} -P -t {t.commands} -k c-1
+"""
+
+
+async def run_dev(*, kafka_port: int, port: int, simulator_port: int) -> int:
+    config = config_module.load(
+        dev_environment(kafka_port=kafka_port, port=port, simulator_port=simulator_port)
+    )
+    logs.configure(fmt="console", level="info", secrets=config.secrets())
+    broker = EmbeddedBroker(kafka_port, host=HOST)
+    try:
+        await asyncio.to_thread(broker.start)
+    except RuntimeError as exc:
+        print(f"bridge dev: {exc}", file=sys.stderr)
+        return 1
+    simulator = SimulatorServer(
+        SimulatorSettings(allow_http_urls=True, delivery_retry_base_s=0.5),
+        host=HOST,
+        port=simulator_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await simulator.start()
+        bridge = Bridge(config, ["ingest", "commands"])
+        service = asyncio.create_task(serve(bridge, stop=stop))
+        started = time.monotonic()
+        while not bridge.ready() and not service.done():
+            if time.monotonic() - started > 60:
+                raise RuntimeError("the bridge did not become ready within 60 s")
+            await asyncio.sleep(0.1)
+        if not service.done():
+            async with BirdClient(config.bird, bridge.metrics) as bird:
+                for line in await ensure_subscriptions(config, bird, webhook_path=WEBHOOK_PATH):
+                    log.info("subscriptions: " + line)
+            print(banner(config, kafka_port=kafka_port, simulator_port=simulator_port), flush=True)
+        await service
+    finally:
+        stop.set()
+        await simulator.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(broker.stop)
+    return 0
