@@ -38,7 +38,8 @@ class Redactor:
             if isinstance(value, str):
                 event[key] = self.scrub(value)
             elif not isinstance(value, int | float | bool | type(None)):
-                event[key] = self.scrub(repr(value)) if not isinstance(value, str) else value
+                # Containers and objects are rendered as text anyway; scrub that text.
+                event[key] = self.scrub(repr(value))
         return event
 
 

@@ -86,6 +86,3 @@ def dead_letter_record(
         extra.append(("correlation-id", command_id.encode()))
     return Record(key=key, value=value or b"", headers=kept + tuple(extra))
 
-
-def now_text(now: datetime) -> str:
-    return rfc3339(now)
