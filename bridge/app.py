@@ -82,7 +82,9 @@ async def request_log(
         )
     except BridgeError as exc:
         outcome = type(exc).__name__
-        response = web.json_response({"error": exc.reason}, status=exc.http_status)
+        response = web.json_response(
+            {"error": exc.reason}, status=exc.http_status, headers=exc.headers()
+        )
     if request.path == WEBHOOK_PATH:
         bridge.metrics.webhook_requests.labels(outcome).inc()
         fields: dict[str, Any] = {"cause": request[CAUSE]} if CAUSE in request else {}

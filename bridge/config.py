@@ -111,6 +111,9 @@ class WebhookConfig:
     publish_timeout_s: float = env("WEBHOOK_PUBLISH_TIMEOUT_S", minimum=0.1)
     retry_after_s: int = env("WEBHOOK_RETRY_AFTER_S", minimum=1)
     ensure_subscriptions: bool = env("ENSURE_SUBSCRIPTIONS")
+    read_timeout_s: float = env("WEBHOOK_READ_TIMEOUT_S", minimum=0.1)
+    rate_limit_per_s: float = env("WEBHOOK_RATE_LIMIT_PER_S", minimum=0.0)
+    trust_forwarded_for: bool = env("WEBHOOK_TRUST_FORWARDED_FOR")
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,9 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_WEBHOOK_PUBLISH_TIMEOUT_S": "5",
     "BRIDGE_WEBHOOK_RETRY_AFTER_S": "5",
     "BRIDGE_ENSURE_SUBSCRIPTIONS": "false",
+    "BRIDGE_WEBHOOK_READ_TIMEOUT_S": "10",
+    "BRIDGE_WEBHOOK_RATE_LIMIT_PER_S": "0",
+    "BRIDGE_WEBHOOK_TRUST_FORWARDED_FOR": "false",
     "BRIDGE_COMMANDS_MAX_IN_FLIGHT": "100",
     "BRIDGE_COMMANDS_DEADLINE_S": "60",
     "BRIDGE_COMMANDS_FOLLOW_TIMEOUT_S": "300",

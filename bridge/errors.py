@@ -6,7 +6,9 @@
     │   ├── UnsupportedMediaType     415
     │   ├── PayloadTooLarge          413
     │   ├── BadSignature             401
-    │   └── BadPayload               400
+    │   ├── BadPayload               400
+    │   ├── RequestTimeout           408 (body not received in time)
+    │   └── TooManyRequests          429 (inbound rate limit, with Retry-After)
     ├── PublishUnavailable           Kafka did not acknowledge in time (503 + Retry-After)
     ├── InvalidCommand               a command record that fails validation (names the field)
     └── BirdError                    a Bird API failure (code, message, details, status, retryable)
@@ -29,6 +31,10 @@ class BridgeError(Exception):
         if reason is not None:
             self.reason = reason
         super().__init__(self.reason)
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error's answer."""
+        return {}
 
 
 class ConfigError(BridgeError):
@@ -55,6 +61,23 @@ class BadSignature(WebhookRejected):
 
 class BadPayload(WebhookRejected):
     http_status = 400
+
+
+class RequestTimeout(WebhookRejected):
+    http_status = 408
+
+
+class TooManyRequests(WebhookRejected):
+    """Over the inbound per-client rate limit; ``retry_after_s`` goes into ``Retry-After``."""
+
+    http_status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(f"rate limit exceeded; retry after {retry_after_s}s")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class PublishUnavailable(BridgeError):

@@ -21,10 +21,11 @@ import orjson
 import structlog
 
 from bridge import __version__
-from bridge.bird.policy import Backoff, TokenBucket, parse_retry_after
+from bridge.bird.policy import Backoff, parse_retry_after
 from bridge.config import BirdConfig
 from bridge.errors import BirdError
 from bridge.metrics import Metrics
+from bridge.ratelimit import TokenBucket
 
 log = structlog.get_logger("bridge.bird")
 

@@ -1,4 +1,4 @@
-"""Retry and rate-limit rules for calls to Bird (pure; time is passed in).
+"""Retry rules for calls to Bird (pure; time is passed in).
 
 bird-api.md 1: 429 means "not processed, retry later"; 5xx is "safe to retry with a
 delay"; neither documents ``Retry-After``, so it is honoured when present and
@@ -8,7 +8,7 @@ exponential backoff with full jitter is used otherwise.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -48,27 +48,3 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if seconds != seconds or seconds < 0:  # NaN or in the past
         return 0.0
     return min(seconds, 3600.0)
-
-
-@dataclass
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up. ``reserve`` answers how long
-    the caller must wait for its token (0 when one is available), and takes it."""
-
-    rate: float
-    burst: float
-    tokens: float = field(init=False)
-    updated: float = field(init=False, default=0.0)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-
-    def reserve(self, now: float) -> float:
-        if self.updated == 0.0:
-            self.updated = now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        self.tokens -= 1.0
-        if self.tokens >= 0:
-            return 0.0
-        return -self.tokens / self.rate

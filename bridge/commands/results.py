@@ -85,4 +85,3 @@ def dead_letter_record(
     if command_id and not any(k == "correlation-id" for k, _ in kept):
         extra.append(("correlation-id", command_id.encode()))
     return Record(key=key, value=value or b"", headers=kept + tuple(extra))
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,7 +11,13 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from bridge.config import Config
-from bridge.errors import PayloadTooLarge, PublishUnavailable, UnsupportedMediaType
+from bridge.errors import (
+    PayloadTooLarge,
+    PublishUnavailable,
+    RequestTimeout,
+    TooManyRequests,
+    UnsupportedMediaType,
+)
 from bridge.events import Record
 from bridge.ingest.dedupe import DedupeWindow
 from bridge.ingest.normalize import event_id, normalize_event, parse_body
@@ -22,6 +29,7 @@ from bridge.ingest.verify import (
 )
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+from bridge.ratelimit import KeyedLimiter
 
 _JSON_TYPES = ("application/json",)
 
@@ -75,16 +83,38 @@ class WebhookIngest:
             max_entries=self.webhook.dedupe_max_entries, ttl_s=self.webhook.dedupe_ttl_s
         )
         self.in_flight: dict[str, asyncio.Future[None]] = {}
+        rate = self.webhook.rate_limit_per_s
+        self.limiter = KeyedLimiter(rate) if rate > 0 else None
+
+    def client_address(self, request: web.Request) -> str:
+        """The caller, for the inbound rate limit: the first X-Forwarded-For hop when the
+        proxy in front is trusted to set it, else the peer address."""
+        if self.webhook.trust_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            first = forwarded.split(",", 1)[0].strip()
+            if first:
+                return first
+        return request.remote or "unknown"
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = request.headers.get(REQUEST_ID_HEADER)
         if request_id is not None:
             request[REQUEST_ID] = request_id
+        if self.limiter is not None:
+            wait = self.limiter.try_acquire(self.client_address(request), self.clock())
+            if wait > 0:
+                raise TooManyRequests(math.ceil(wait))
         if not _is_json(request.content_type):
             raise UnsupportedMediaType(
                 f"content type must be application/json, got {request.content_type!r}"
             )
-        body = await read_body(request, self.webhook.max_body_bytes)
+        try:
+            async with asyncio.timeout(self.webhook.read_timeout_s):
+                body = await read_body(request, self.webhook.max_body_bytes)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"body not received within {self.webhook.read_timeout_s:g}s"
+            ) from None
         self.metrics.webhook_body_bytes.observe(len(body))
         if not self.webhook.insecure or self.keys:
             verify_signature(

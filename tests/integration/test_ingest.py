@@ -139,6 +139,58 @@ async def test_health_readiness_and_metrics(broker: EmbeddedBroker) -> None:
     assert 'bridge_kafka_connected{client="producer"} 1.0' in text
 
 
+async def test_inbound_rate_limit_per_client_answers_429_with_retry_after(
+    broker: EmbeddedBroker,
+) -> None:
+    config = bridge_config(
+        broker.bootstrap,
+        BRIDGE_WEBHOOK_RATE_LIMIT_PER_S="2",
+        BRIDGE_WEBHOOK_TRUST_FORWARDED_FOR="true",
+    )
+    async with running_bridge(config) as app, aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(4):
+            raw, headers = delivery(channel_event())
+            status, answer_headers, _ = await post(
+                session, app.url, raw, {**headers, "X-Forwarded-For": "203.0.113.7"}
+            )
+            statuses.append((status, answer_headers.get("Retry-After")))
+        # Another client address has its own budget.
+        raw, headers = delivery(channel_event())
+        other, _, _ = await post(
+            session, app.url, raw, {**headers, "X-Forwarded-For": "198.51.100.1"}
+        )
+    assert statuses[:2] == [(204, None), (204, None)]
+    assert statuses[2:] == [(429, "1"), (429, "1")]
+    assert other == 204
+
+
+async def test_slow_body_gets_408_and_does_not_hold_others(broker: EmbeddedBroker) -> None:
+    config = bridge_config(broker.bootstrap, BRIDGE_WEBHOOK_READ_TIMEOUT_S="1")
+    raw, headers = delivery(channel_event())
+    async with running_bridge(config) as app, aiohttp.ClientSession() as session:
+
+        async def trickle() -> object:
+            yield raw[:10]
+            await asyncio.sleep(3)
+            yield raw[10:]
+
+        async def slow() -> int:
+            async with session.post(
+                app.url + "/webhooks/bird", data=trickle(), headers=headers
+            ) as response:
+                return response.status
+
+        slow_task = asyncio.create_task(slow())
+        await asyncio.sleep(0.2)
+        fast_raw, fast_headers = delivery(channel_event())
+        started = time.monotonic()
+        fast, _, _ = await post(session, app.url, fast_raw, fast_headers)
+        assert fast == 204
+        assert time.monotonic() - started < 1.0
+        assert await slow_task == 408
+
+
 @pytest.mark.slow
 async def test_broker_outage_answers_503_and_loses_nothing_acknowledged() -> None:
     """Kill the broker mid-run: 503 + Retry-After within the bound, never a 2xx; readiness

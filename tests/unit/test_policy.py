@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.bird.policy import Backoff, TokenBucket, parse_retry_after
+from bridge.bird.policy import Backoff, parse_retry_after
 from bridge.commands.offsets import OffsetTracker
+from bridge.ratelimit import TokenBucket
 
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
