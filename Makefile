@@ -19,8 +19,8 @@ run: install
 
 ## Lint, type-check and the whole test suite (unit + integration on a real broker).
 test: install
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
