@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 
 from bridge import config as config_module
 from bridge.bird.client import BirdClient
+from bridge.kafka.embedded import EmbeddedBroker
 from bridge.metrics import Metrics
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import (
@@ -18,6 +20,8 @@ from bridge.simulator.settings import (
     SimulatorSettings,
 )
 from bridge.subscriptions import ensure_subscriptions
+from tests.bridge_helpers import running_bridge
+from tests.kafka_helpers import bridge_config
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +72,22 @@ async def test_ensure_creates_then_keeps_then_follows_url_and_key() -> None:
         subs = await listed(sim.url)
         assert len(subs) == 2
         assert {s["url"] for s in subs} == {"https://bridge2.example.org/webhooks/bird"}
+
+
+async def test_ensure_at_start_up_registers_in_the_background(broker: EmbeddedBroker) -> None:
+    """BRIDGE_ENSURE_SUBSCRIPTIONS=true: the ingest role registers itself at start."""
+    async with SimulatorServer(SimulatorSettings()) as sim:
+        config = bridge_config(
+            broker.bootstrap,
+            BRIDGE_ENSURE_SUBSCRIPTIONS="true",
+            BRIDGE_BIRD_API_URL=sim.url,
+            BRIDGE_BIRD_ACCESS_KEY=DEV_ACCESS_KEY,
+            BRIDGE_BIRD_ORGANIZATION_ID=DEFAULT_ORGANIZATION_ID,
+            BRIDGE_BIRD_WORKSPACE_ID=DEFAULT_WORKSPACE_ID,
+        )
+        async with running_bridge(config):
+            async with asyncio.timeout(10):
+                while len(subs := await listed(sim.url)) < 2:
+                    await asyncio.sleep(0.1)
+    assert sorted(s["event"] for s in subs) == ["channel.created", "channel.updated"]
+    assert {s["url"] for s in subs} == {config.webhook.public_url}
