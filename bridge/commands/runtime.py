@@ -24,7 +24,7 @@ async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = Executor(config, bird, ledger, bridge.publisher, bridge.metrics)
     worker = CommandWorker(config, bridge.publisher, ledger, executor, bridge.metrics)
     app[WORKER] = worker
-    bridge.readiness_checks.append(lambda: worker.started)
+    bridge.readiness_checks.append(worker.connected)
     await worker.start()
     yield
     bridge.draining = True

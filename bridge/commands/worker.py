@@ -106,6 +106,14 @@ class CommandWorker:
             await self._consume(consumer)
             return
 
+    def connected(self) -> bool:
+        """Readiness: started, and the group coordinator is known (aiokafka forgets it when
+        heartbeats fail, e.g. while Kafka is unreachable)."""
+        if not self.started or self.consumer is None:
+            return False
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return getattr(coordinator, "coordinator_id", None) is not None
+
     async def stop(self, drain_s: float) -> None:
         """Stop fetching, let in-flight commands finish within ``drain_s``, commit, leave."""
         self._stopping.set()
