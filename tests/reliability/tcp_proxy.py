@@ -28,7 +28,7 @@ Mode = Literal["pass", "stall", "drop"]
 _CHUNK = 64 * 1024
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: kept in a set
 class _Connection:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
