@@ -107,7 +107,9 @@ class Publisher:
                     partition=partition,
                 )
                 # Shielded: the batch is shared with other records; cancelling our wait must
-                # not cancel their delivery.
+                # not cancel their delivery. If we stop waiting, the delivery's own outcome
+                # is still consumed (it is counted; it was already answered as a failure).
+                future.add_done_callback(_retrieve)
                 metadata: RecordMetadata = await asyncio.shield(future)
         except (KafkaError, TimeoutError) as exc:
             self.metrics.publish_failures.labels(topic).inc()
@@ -155,3 +157,9 @@ class Publisher:
             log.warning(
                 "kafka producer did not flush in time; pending records dropped", timeout_s=timeout
             )
+
+
+def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
+    """Mark a delivery's error as seen, so asyncio does not report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()

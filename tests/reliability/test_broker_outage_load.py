@@ -202,12 +202,6 @@ async def test_broker_sigkill_under_webhook_load_loses_nothing_acknowledged() ->
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Publisher.publish shields the send future and never retrieves its exception "
-    "after a timeout: asyncio logs 'Future exception was never retrieved' (bridge/kafka/"
-    "publisher.py, publish)",
-)
 async def test_a_timed_out_publish_leaves_no_unretrieved_future_error() -> None:
     """A publish that times out while the broker is down is answered 503. The send fails
     a moment later; its error must be consumed, or asyncio prints 'Future exception was
