@@ -217,7 +217,7 @@ def test_signed_generated_deliveries_are_published_or_refused_as_documented(
     def deliver(case: Case[Any], number: int) -> None:
         raw = raw_body(case)
         timestamp = str(1_751_742_552 + number)
-        request_id = f"openapi-{number}-{len(published)}-{len(statuses)}"
+        request_id = f"openapi-{uuid.uuid4()}"
         headers = {
             "messagebird-signature": sign(SIGNING_KEY, timestamp, PUBLIC_URL, raw),
             "messagebird-request-timestamp": timestamp,
