@@ -16,7 +16,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from bridge.config import Config
 from bridge.kafka.embedded import free_port
 from tests.command_helpers import FINAL, CommandClient, simulator_json
 
@@ -161,3 +164,28 @@ def max_per_window(timestamps: list[float], window_s: float = 1.0) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+async def committed_commands(config: Config) -> int:
+    """How many command records the worker group has committed (the sum of its committed
+    offsets over the commands topic: every record there is one of the test's)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        partitions = [
+            TopicPartition(config.topics.commands, p) for p in range(config.kafka.topic_partitions)
+        ]
+        offsets = await admin.list_consumer_group_offsets(
+            config.kafka.consumer_group, partitions=partitions
+        )
+    finally:
+        await admin.close()
+    return sum(max(0, meta.offset) for meta in offsets.values())
+
+
+async def wait_all_committed(config: Config, count: int, timeout: float = 30) -> None:
+    """Wait until the worker group committed all ``count`` command records: from then on
+    nothing is redelivered, so the results seen are all there will be."""
+    async with asyncio.timeout(timeout):
+        while await committed_commands(config) < count:
+            await asyncio.sleep(0.2)
