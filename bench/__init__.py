@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.ingest`` and ``python -m bench.commands`` (docs/benchmarks.md)."""

@@ -1,0 +1,350 @@
+"""Commands benchmark: completed connector creates per second at several in-flight limits.
+
+One invocation starts the embedded broker and the Bird simulator (install 0.5 s + activate
+1.5 s, so a channel is active 2 s after its create; ``--latency`` added to every Bird
+request; rate limits raised so they do not cap the run). For each level it runs
+``bridge run --role commands`` with ``BRIDGE_COMMANDS_MAX_IN_FLIGHT`` set, on fresh topics
+and a fresh consumer group, sends one warm-up create, then a batch of creates (key =
+commandId) and times them until every final result is on the results topic. It then checks
+that Bird holds exactly one connector per create and that each command has exactly one
+distinct final result.
+
+    python -m bench.commands [--levels 1:10,10:100,100:400] [--follow-interval 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import (
+    Child,
+    Message,
+    banner,
+    bridge_argv,
+    bridge_env,
+    percentile,
+    table,
+    topic_partitions,
+    verdict,
+)
+from bridge import logs
+from bridge.kafka.embedded import EmbeddedBroker, free_port
+from bridge.simulator.server import SimulatorServer
+from bridge.simulator.settings import (
+    DEFAULT_WORKSPACE_ID,
+    DEV_ACCESS_KEY,
+    FaultSettings,
+    SimulatorSettings,
+)
+
+FINAL = ("succeeded", "failed")
+RATE_LIMIT = 100_000  # per second, at the simulator and in the bridge: never the bottleneck
+TARGET_RATIO = 50
+
+
+def create_command(command_id: str) -> dict[str, Any]:
+    """A create whose connector is named after the command, to match them up afterwards."""
+    return {
+        "commandId": command_id,
+        "action": "create",
+        "connector": {
+            "connectorTemplateRef": "sms-messagebird:1",
+            "name": command_id,
+            "arguments": {
+                "phoneNumberId": str(uuid.uuid4()),
+                "channelMessageType": "transactional",
+            },
+        },
+    }
+
+
+async def send_creates(producer: AIOKafkaProducer, topic: str, command_ids: list[str]) -> None:
+    """Produce one create per id (key = commandId) and wait until Kafka has them all."""
+    sends = [
+        await producer.send(topic, orjson.dumps(create_command(c)), key=c.encode())
+        for c in command_ids
+    ]
+    await asyncio.gather(*sends)
+
+
+@dataclass
+class Results:
+    """Final results read from the results topic: raw values and first arrival per command."""
+
+    finals: dict[str, list[bytes]] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, record: Message) -> None:
+        event = orjson.loads(record.value)
+        status = event["data"]["status"]
+        if status in FINAL:
+            command_id = event["subject"]
+            self.finals.setdefault(command_id, []).append(record.value)
+            self.statuses[command_id] = status
+            self.arrived.setdefault(command_id, time.monotonic())
+            self.progress.set()
+
+    async def wait(self, command_ids: list[str], timeout: float) -> bool:
+        """Until every command has a final result (``True``) or ``timeout`` passed."""
+        try:
+            async with asyncio.timeout(timeout):
+                while any(c not in self.arrived for c in command_ids):
+                    self.progress.clear()
+                    await self.progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+@asynccontextmanager
+async def results_reader(bootstrap: str, topic: str) -> AsyncIterator[Results]:
+    results = Results()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+
+    async def read() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                for record in records:
+                    results.add(record)
+
+    try:
+        partitions = await topic_partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        task = asyncio.create_task(read())
+        try:
+            yield results
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Level:
+    in_flight: int
+    commands: int
+    seconds: float
+    succeeded: int
+    latencies: list[float]
+    bird_requests: Counter[str]
+    rss_mb: float
+    connector_problems: list[str]
+    result_problems: list[str]
+
+    @property
+    def rate(self) -> float:
+        return self.succeeded / self.seconds if self.seconds > 0 else 0.0
+
+
+async def run_level(
+    broker: EmbeddedBroker,
+    sim: SimulatorServer,
+    in_flight: int,
+    count: int,
+    args: argparse.Namespace,
+    work: Path,
+) -> Level:
+    suffix = f"{in_flight}-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    env = bridge_env(
+        broker.bootstrap,
+        port,
+        suffix,
+        BRIDGE_BIRD_API_URL=sim.url,
+        BRIDGE_BIRD_ACCESS_KEY=DEV_ACCESS_KEY,
+        BRIDGE_BIRD_WORKSPACE_ID=DEFAULT_WORKSPACE_ID,
+        BRIDGE_BIRD_RATE_GET_PER_S=str(RATE_LIMIT),
+        BRIDGE_BIRD_RATE_POST_PER_S=str(RATE_LIMIT),
+        BRIDGE_COMMANDS_MAX_IN_FLIGHT=str(in_flight),
+        BRIDGE_COMMANDS_FOLLOW_INTERVAL_S=str(args.follow_interval),
+    )
+    warmup = f"warmup-{suffix}"
+    ids = [f"cmd-{suffix}-{n:04d}" for n in range(count)]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        async with (
+            Child(
+                f"bridge-{in_flight}", bridge_argv("commands"), port=port, env=env, log_dir=work
+            ) as bridge,
+            results_reader(broker.bootstrap, env["BRIDGE_TOPIC_RESULTS"]) as results,
+        ):
+            topic = env["BRIDGE_TOPIC_COMMANDS"]
+            await send_creates(
+                producer, topic, [warmup]
+            )  # the consumer group forms and connections open first
+            if not await results.wait([warmup], args.timeout):
+                raise RuntimeError(f"no result for the warm-up command; see {bridge.log_path}")
+            sim.simulator.journal.clear()
+            started = time.monotonic()
+            await send_creates(producer, topic, ids)
+            await results.wait(ids, args.timeout)
+            finished = max((results.arrived.get(c, started) for c in ids), default=started)
+            await asyncio.sleep(args.settle)  # late duplicates would show up here
+            rss = bridge.peak_rss_mb()
+    finally:
+        await producer.stop()
+    requests = Counter(
+        "429" if r.status == 429 else r.method for r in sim.simulator.journal.query({})
+    )
+    return Level(
+        in_flight=in_flight,
+        commands=count,
+        seconds=finished - started,
+        succeeded=sum(results.statuses.get(c) == "succeeded" for c in ids),
+        latencies=[results.arrived[c] - started for c in ids if c in results.arrived],
+        bird_requests=requests,
+        rss_mb=rss,
+        connector_problems=connector_problems(sim, [warmup, *ids]),
+        result_problems=result_problems(results, [warmup, *ids]),
+    )
+
+
+def connector_problems(sim: SimulatorServer, command_ids: list[str]) -> list[str]:
+    """Commands that do not have exactly one connector at Bird (connectors carry their name)."""
+    names = Counter(c.name for c in sim.simulator.state.connectors.values())
+    return [f"{c}: {names[c]} connectors" for c in command_ids if names[c] != 1]
+
+
+def result_problems(results: Results, command_ids: list[str]) -> list[str]:
+    """Commands without exactly one distinct final result (byte-identical repeats are fine)."""
+    found = [(c, len(set(results.finals.get(c, [])))) for c in command_ids]
+    return [f"{c}: {n} distinct final results" for c, n in found if n != 1]
+
+
+def report(levels: list[Level]) -> str:
+    base = levels[0].rate if levels and levels[0].in_flight == 1 else None
+    rows = []
+    for lv in levels:
+        per_command = {k: v / (lv.commands or 1) for k, v in lv.bird_requests.items()}
+        rows.append(
+            [
+                str(lv.in_flight),
+                str(lv.commands),
+                str(lv.succeeded),
+                f"{lv.seconds:.1f}",
+                f"{lv.rate:.2f}",
+                f"{percentile(lv.latencies, 50):.2f}",
+                f"{percentile(lv.latencies, 99):.2f}",
+                f"{lv.rate / base:.1f}x" if base else "-",
+                f"{per_command.get('POST', 0):.2f}/{per_command.get('GET', 0):.2f}",
+                str(lv.bird_requests.get("429", 0)),
+                f"{lv.rss_mb:.1f}",
+            ]
+        )
+    headers = [
+        "in-flight",
+        "commands",
+        "succeeded",
+        "seconds",
+        "commands/s",
+        "p50 s",
+        "p99 s",
+        "vs 1",
+        "Bird POST/GET per cmd",
+        "429s",
+        "peak RSS MB",
+    ]
+    return table(headers, rows)
+
+
+async def main(args: argparse.Namespace) -> int:
+    logs.configure(fmt="console", level="warning")
+    work = Path(tempfile.mkdtemp(prefix="bench-commands-"))
+    settings = SimulatorSettings(
+        install_delay_s=0.5,
+        activate_delay_s=1.5,
+        request_log_size=1_000_000,
+        faults=FaultSettings(
+            latency_s=args.latency,
+            rate_limit_get_per_s=RATE_LIMIT,
+            rate_limit_post_per_s=RATE_LIMIT,
+        ),
+    )
+    levels: list[Level] = []
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        async with SimulatorServer(settings) as sim:
+            for in_flight, count in args.levels:
+                levels.append(await run_level(broker, sim, in_flight, count, args, work))
+    print(banner("Commands benchmark", "bench.commands"))
+    print(
+        f"Bird simulator: install {settings.install_delay_s:g} s + activate "
+        f"{settings.activate_delay_s:g} s, {1000 * args.latency:g} ms latency per request, "
+        f"rate limits raised to {RATE_LIMIT}/s (GET and POST); bridge: "
+        f"BRIDGE_BIRD_RATE_GET_PER_S=BRIDGE_BIRD_RATE_POST_PER_S={RATE_LIMIT}, "
+        f"BRIDGE_COMMANDS_FOLLOW_INTERVAL_S={args.follow_interval:g}"
+    )
+    print(
+        "seconds: from sending the batch to its last final result; p50/p99: from sending the "
+        "batch to each command's final result (waiting for a free slot included)\n"
+    )
+    print(report(levels))
+    print()
+    ok = True
+    for lv in levels:
+        for label, problems in (
+            (
+                f"one connector at Bird per create ({lv.commands} + 1 warm-up)",
+                lv.connector_problems,
+            ),
+            ("one distinct final result per command", lv.result_problems),
+        ):
+            ok &= not problems
+            print(f"{verdict(not problems)}  in-flight {lv.in_flight}: {label}")
+            for problem in problems[:5]:
+                print(f"        {problem}")
+    rates = {lv.in_flight: lv.rate for lv in levels}
+    if 1 in rates and 100 in rates:
+        ratio = rates[100] / rates[1] if rates[1] else 0.0
+        ok &= ratio >= TARGET_RATIO
+        print(
+            f"{verdict(ratio >= TARGET_RATIO)}  100 in-flight >= {TARGET_RATIO}x the throughput "
+            f"of 1 in-flight ({ratio:.1f}x)"
+        )
+    print(f"\nlogs: {work}")
+    return 0 if ok else 1
+
+
+def parse_levels(text: str) -> list[tuple[int, int]]:
+    pairs = [item.split(":") for item in text.split(",")]
+    return [(int(in_flight), int(count)) for in_flight, count in pairs]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--levels",
+        type=parse_levels,
+        default=parse_levels("1:10,10:100,100:400"),
+        help="IN_FLIGHT:COMMANDS,... (default 1:10,10:100,100:400)",
+    )
+    parser.add_argument("--follow-interval", type=float, default=0.25, help="seconds")
+    parser.add_argument("--latency", type=float, default=0.05, help="Bird latency, seconds")
+    parser.add_argument("--timeout", type=float, default=180.0, help="per level, seconds")
+    parser.add_argument("--settle", type=float, default=1.0, help="wait for late duplicates")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse_args())))

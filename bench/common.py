@@ -1,0 +1,222 @@
+"""Shared by the benchmarks: bridge settings, child server processes, reading a topic, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, TypeAlias
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+SIGNING_KEY = "bench-signing-key"
+PUBLIC_URL = "https://bridge.example.org/webhooks/bird"
+HOST = "127.0.0.1"
+
+Message: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+def bridge_env(bootstrap: str, http_port: int, suffix: str, **overrides: str) -> dict[str, str]:
+    """The environment of a ``bridge run`` child on the embedded broker; topics and the
+    consumer group carry ``suffix`` so every run starts empty."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env.update(
+        {
+            "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
+            "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+            "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+            "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+            "BRIDGE_KAFKA_CONSUMER_GROUP": f"bridge-{suffix}",
+            "BRIDGE_TOPIC_EVENTS": f"events-{suffix}",
+            "BRIDGE_TOPIC_COMMANDS": f"commands-{suffix}",
+            "BRIDGE_TOPIC_RESULTS": f"results-{suffix}",
+            "BRIDGE_TOPIC_DEAD_LETTER": f"dlq-{suffix}",
+            "BRIDGE_TOPIC_LEDGER": f"ledger-{suffix}",
+            "BRIDGE_WEBHOOK_SIGNING_KEY": SIGNING_KEY,
+            "BRIDGE_WEBHOOK_PUBLIC_URL": PUBLIC_URL,
+            "BRIDGE_HTTP_HOST": HOST,
+            "BRIDGE_HTTP_PORT": str(http_port),
+            "BRIDGE_LOG_LEVEL": "warning",
+            "BRIDGE_SHUTDOWN_TIMEOUT_S": "10",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def bridge_argv(role: str) -> list[str]:
+    return [sys.executable, "-m", "bridge", "run", "--role", role]
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    return path.open("wb")
+
+
+class Child:
+    """A server in its own process: started, awaited until ``GET ready_path`` answers 200,
+    measured (peak RSS) and stopped with SIGTERM (SIGKILL after ``stop_timeout``)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        port: int,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/readyz",
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.ready_url = f"http://{HOST}:{port}{ready_path}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self, timeout: float = 30.0) -> None:
+        log = _open_log(self.log_path)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT
+            )
+        finally:
+            log.close()  # the child keeps its own descriptor
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"{self.name} exited early; see {self.log_path}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(self.ready_url, timeout=aiohttp.ClientTimeout(1)) as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        await self.stop()
+        raise RuntimeError(f"{self.name} not ready within {timeout:g}s; see {self.log_path}")
+
+    def peak_rss_mb(self) -> float:
+        """``VmHWM`` (peak resident set) of the process, in MB (10^6 bytes)."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmHWM:")
+        return kib * 1024 / 1e6
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process (all its threads) used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def stop(self, stop_timeout: float = 15.0) -> int | None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return None if process is None else process.returncode
+        process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(process.wait(), stop_timeout)
+        except TimeoutError:
+            process.kill()
+            return await process.wait()
+
+    async def __aenter__(self) -> Child:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    for _ in range(100):
+        found = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic} does not exist")
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, expect: int, idle_s: float = 2.0, timeout: float = 120.0
+) -> list[Message]:
+    """Every record of ``topic`` from the beginning: reads until ``expect`` arrived and then
+    ``idle_s`` pass without more (extras are caught too), or until ``timeout``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Message] = []
+    try:
+        partitions = await topic_partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batches: dict[Any, list[Message]] = await consumer.getmany(
+                timeout_ms=200, max_records=10_000
+            )
+            for batch in batches.values():
+                records.extend(batch)
+            if batches:
+                last_new = time.monotonic()
+            elif len(records) >= expect and time.monotonic() - last_new >= idle_s:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``nan`` for no values)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def banner(title: str, module: str) -> str:
+    """Title, date, machine and the exact command that reproduces the run."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    command = shlex.join(["python", "-m", module, *sys.argv[1:]])
+    return f"{title} -- {now} -- {machine}\ncommand: {command}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"

@@ -1,0 +1,390 @@
+"""Ingest benchmark: signed webhooks over loopback against the bridge and two baselines.
+
+One invocation starts the embedded broker, then for each target runs a server process, a
+warm-up and a measured wrk run at the same concurrency:
+
+    (a) bridge  ``bridge run --role ingest`` (verify, normalize, dedupe, publish, 204)
+    (b) bare    ``bench.servers bare``: 204, nothing else
+    (c) naive   ``bench.servers naive``: no checks, one ``send_and_wait`` per request
+
+Every request carries a distinct ``messagebird-request-id`` (the bridge dedupes on it). The
+signature covers timestamp, URL and body only, so a few hundred pre-signed bodies are cycled
+with fresh ids. Afterwards the bridge's topic is read back and compared with its 204 count.
+
+    python -m bench.ingest [--duration 15] [--warmup 3] [--connections 64] [--profile out.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from bench.common import (
+    HOST,
+    PUBLIC_URL,
+    SIGNING_KEY,
+    Child,
+    banner,
+    bridge_argv,
+    bridge_env,
+    read_topic,
+    table,
+    verdict,
+)
+from bridge import config as config_module
+from bridge import logs
+from bridge.ingest.verify import sign
+from bridge.kafka.clients import ensure_topics
+from bridge.kafka.embedded import EmbeddedBroker, free_port
+
+TIMESTAMP = "1751742552"
+TARGETS = ("bridge", "bare", "naive")
+
+LUA = r"""
+local rows = {
+%(rows)s
+}
+local timestamp = "%(timestamp)s"
+local threads = {}
+local next_id = 1
+
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  prefix = args[1] .. "-" .. tid .. "-"
+  counter = 0
+  ok = 0
+  other = 0
+end
+
+function request()
+  counter = counter + 1
+  local row = rows[counter %% #rows + 1]
+  return wrk.format("POST", nil, {
+    ["Content-Type"] = "application/json",
+    ["messagebird-signature"] = row[2],
+    ["messagebird-request-timestamp"] = timestamp,
+    ["messagebird-request-id"] = prefix .. counter,
+  }, row[1])
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then ok = ok + 1 else other = other + 1 end
+end
+
+function done(summary, latency, requests)
+  local ok_total, other_total = 0, 0
+  for _, thread in ipairs(threads) do
+    ok_total = ok_total + thread:get("ok")
+    other_total = other_total + thread:get("other")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %%d, "duration_us": %%d, "ok": %%d, "non2xx": %%d, "socket_errors": %%d,'
+    .. ' "timeouts": %%d, "p50_us": %%d, "p99_us": %%d, "max_us": %%d}\n',
+    summary.requests, summary.duration, ok_total, other_total,
+    e.connect + e.read + e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def channel_event(n: int) -> bytes:
+    channel_id = str(uuid.UUID(int=n + 1))
+    payload = {
+        "id": channel_id,
+        "platformId": "sms",
+        "name": f"Support SMS {n}",
+        "connectorId": str(uuid.uuid4()),
+        "identifier": f"+3161{n:07d}",
+        "status": "active",
+        "createdAt": "2025-07-05T19:08:46.010Z",
+        "updatedAt": "2025-07-05T19:09:12.400Z",
+    }
+    return orjson.dumps({"service": "channels", "event": "channel.updated", "payload": payload})
+
+
+def lua_script(bodies: int) -> str:
+    rows = []
+    for n in range(bodies):
+        body = channel_event(n).decode()
+        assert "]==]" not in body
+        rows.append(
+            f'  {{[==[{body}]==], "{sign(SIGNING_KEY, TIMESTAMP, PUBLIC_URL, body.encode())}"}},'
+        )
+    return LUA % {"rows": "\n".join(rows), "timestamp": TIMESTAMP}
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    duration_us: int
+    ok: int
+    non2xx: int
+    socket_errors: int
+    timeouts: int
+    p50_us: int
+    p99_us: int
+    max_us: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / (self.duration_us / 1e6)
+
+
+async def run_wrk(script: Path, url: str, args: argparse.Namespace, seconds: float) -> WrkResult:
+    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s"]
+    argv += ["--timeout", "10s", "-s", str(script), url, "--", uuid.uuid4().hex[:12]]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async with asyncio.timeout(seconds + 30):
+            out, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    for line in out.decode().splitlines():
+        if line.startswith("BENCH "):
+            return WrkResult(**orjson.loads(line[6:]))
+    raise RuntimeError(f"wrk printed no result:\n{out.decode()}")
+
+
+@dataclass
+class Measured:
+    result: WrkResult
+    warmup: WrkResult
+    rss_mb: float
+    cpu_s: float  # server CPU time during the measured run
+
+
+async def measure(
+    server: Child, script: Path, args: argparse.Namespace, profile: Path | None = None
+) -> Measured:
+    url = f"http://{HOST}:{server.port}/webhooks/bird"
+    warmup = await run_wrk(script, url, args, args.warmup)
+    spy = None
+    if profile is not None:
+        spy = await asyncio.create_subprocess_exec(
+            *["py-spy", "record", "-r", "100", "-f", "raw"],
+            *["-d", str(int(args.duration)), "-o", str(profile), "-p", str(server.pid)],
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    cpu = server.cpu_seconds()
+    result = await run_wrk(script, url, args, args.duration)
+    cpu = server.cpu_seconds() - cpu
+    if spy is not None:
+        async with asyncio.timeout(30):
+            await spy.wait()
+    return Measured(result, warmup, server.peak_rss_mb(), cpu)
+
+
+def profile_summary(raw: Path, count: int = 15) -> str:
+    """Where the samples of py-spy's collapsed stacks end: by package, then by function
+    (self time, with the function's inclusive share beside it)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        samples += int(n)
+        own[frames[-1]] += int(n)
+        packages[frames[-1].rpartition("(")[2].split("/")[0].rstrip(")")] += int(n)
+        for frame in set(frames):
+            total[frame] += int(n)
+
+    def share(n: int) -> str:
+        return f"{100 * n / samples:.1f}"
+
+    by_package = [[name, share(n)] for name, n in packages.most_common(8)]
+    by_function = [
+        [frame[:90], share(n), share(total[frame])] for frame, n in own.most_common(count)
+    ]
+    return (
+        f"{samples} samples\n{table(['package (self time)', '%'], by_package)}\n\n"
+        f"{table(['function', 'self %', 'incl %'], by_function)}"
+    )
+
+
+def target_argv(name: str, port: int, env: dict[str, str], naive_topic: str) -> list[str]:
+    if name == "bridge":
+        return bridge_argv("ingest")
+    argv = [sys.executable, "-m", "bench.servers", name, "--port", str(port)]
+    if name == "naive":
+        kafka = config_module.load(env).kafka
+        argv += ["--bootstrap", kafka.bootstrap_servers, "--topic", naive_topic]
+        argv += ["--linger-ms", str(kafka.linger_ms)]
+    return argv
+
+
+async def webhook_outcomes(port: int) -> dict[str, int]:
+    """The bridge's ``bridge_webhook_requests_total`` counter by outcome, from ``/metrics``."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{HOST}:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    found = re.findall(r'^bridge_webhook_requests_total\{outcome="([^"]+)"\} (\S+)$', text, re.M)
+    return {outcome: int(float(value)) for outcome, value in found}
+
+
+async def main(args: argparse.Namespace) -> int:
+    logs.configure(fmt="console", level="warning")
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    script = work / "webhooks.lua"
+    script.write_text(lua_script(args.bodies))
+    broker = EmbeddedBroker(log_path=work / "broker.log")
+    broker.start()
+    runs: dict[str, Measured] = {}
+    outcomes: dict[str, int] = {}
+    try:
+        suffix = uuid.uuid4().hex[:8]
+        env = bridge_env(broker.bootstrap, free_port(), suffix, **dict(args.bridge_env))
+        naive_topic = f"naive-{suffix}"
+        await ensure_topics(config_module.load(env).kafka, [naive_topic])
+        for name in TARGETS:
+            port = int(env["BRIDGE_HTTP_PORT"]) if name == "bridge" else free_port()
+            argv = target_argv(name, port, env, naive_topic)
+            async with Child(name, argv, port=port, env=env, log_dir=work) as server:
+                profile = args.profile if name == "bridge" else None
+                runs[name] = await measure(server, script, args, profile)
+                if name == "bridge":
+                    await asyncio.sleep(1)  # requests cut off when wrk stopped still finish
+                    outcomes = await webhook_outcomes(port)
+        records = await read_topic(
+            broker.bootstrap, env["BRIDGE_TOPIC_EVENTS"], expect=outcomes.get("published", 0)
+        )
+    finally:
+        broker.stop()
+    print(banner("Ingest benchmark", "bench.ingest"))
+    print(
+        f"load: wrk {args.threads} threads, {args.connections} connections, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured per target, "
+        f"{args.bodies} signed bodies cycled with distinct request ids"
+    )
+    print(f"\n{report(runs)}\n")
+    bridge, bare, naive = (runs[name].result.rps for name in TARGETS)
+    result, rss = runs["bridge"].result, runs["bridge"].rss_mb
+    published = outcomes.get("published", 0)
+    other = {k: v for k, v in outcomes.items() if k != "published" and v}
+    ids = {dict(r.headers).get("correlation-id") for r in records}
+    checks = [
+        (f"bridge throughput >= 0.5x bare ({bridge / bare:.2f}x)", bridge >= 0.5 * bare),
+        (f"bridge p99 < 50 ms ({result.p99_us / 1000:.1f} ms)", result.p99_us < 50_000),
+        (f"bridge peak RSS < 150 MB ({rss:.1f} MB)", rss < 150),
+        (
+            f"topic {env['BRIDGE_TOPIC_EVENTS']} holds {len(records)} records with {len(ids)} "
+            f"distinct request ids; the bridge answered 204 {published} times (its metric, "
+            f"warm-up + measured; other outcomes: {other or 'none'})",
+            len(records) == len(ids) == published and not other,
+        ),
+    ]
+    print(f"ratio bridge/bare throughput:  {bridge / bare:.2f}")
+    print(f"ratio bridge/naive throughput: {bridge / naive:.2f}")
+    for text, ok in checks:
+        print(f"{verdict(ok)}  {text}")
+    print(
+        f"      (wrk counted {result.ok + runs['bridge'].warmup.ok} of those: requests in flight "
+        f"when a wrk run stops are answered but not counted, at most {2 * args.connections})"
+    )
+    if args.profile is not None:
+        print(f"\npy-spy profile of the bridge during its measured run ({args.profile}):")
+        print(profile_summary(args.profile))
+    print(f"\nlogs: {work}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+def report(runs: dict[str, Measured]) -> str:
+    labels = {
+        "bridge": "(a) bridge",
+        "bare": "(b) bare aiohttp 204",
+        "naive": "(c) naive send_and_wait",
+    }
+    rows = []
+    for name in TARGETS:
+        m = runs[name]
+        r = m.result
+        rows.append(
+            [
+                labels[name],
+                f"{r.rps:,.0f}",
+                f"{r.p50_us / 1000:.2f}",
+                f"{r.p99_us / 1000:.2f}",
+                f"{r.max_us / 1000:.1f}",
+                f"{100 * m.cpu_s / (r.duration_us / 1e6):.0f}",
+                f"{1e6 * m.cpu_s / r.requests:.0f}",
+                f"{m.rss_mb:.1f}",
+                f"{r.ok:,}",
+                f"{r.non2xx:,}",
+                f"{r.socket_errors + r.timeouts:,}",
+            ]
+        )
+    headers = [
+        "target",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU %",
+        "CPU us/req",
+        "peak RSS MB",
+        "2xx",
+        "non-2xx",
+        "errors",
+    ]
+    return table(headers, rows)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per target")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per target")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--bodies", type=int, default=500, help="distinct signed bodies")
+    parser.add_argument(
+        "--bridge-env",
+        metavar="NAME=VALUE",
+        type=lambda item: tuple(item.split("=", 1)),
+        action="append",
+        default=[],
+        help="extra setting for the bridge, e.g. BRIDGE_KAFKA_LINGER_MS=0 (the naive "
+        "handler follows BRIDGE_KAFKA_LINGER_MS); repeatable",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the bridge's measured run with py-spy (on PATH) into this file "
+        "(collapsed stacks) and print the top frames; the profiler costs CPU, so use a "
+        "separate run for the figures",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        parser.error("wrk not found: apt-get install -y wrk")
+    if args.profile is not None and shutil.which("py-spy") is None:
+        parser.error("--profile needs py-spy on PATH: pip install py-spy")
+    return args
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse_args())))
