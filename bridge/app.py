@@ -85,6 +85,12 @@ async def request_log(
         response = web.json_response(
             {"error": exc.reason}, status=exc.http_status, headers=exc.headers()
         )
+    except web.HTTPException:
+        raise  # aiohttp's own answers (404, 405, ...)
+    except Exception:
+        log.exception("unexpected error", path=request.path, request_id=request.get(REQUEST_ID))
+        outcome = "error"
+        response = web.json_response({"error": "internal error"}, status=500)
     if request.path == WEBHOOK_PATH:
         bridge.metrics.webhook_requests.labels(outcome).inc()
         fields: dict[str, Any] = {"cause": request[CAUSE]} if CAUSE in request else {}

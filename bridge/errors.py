@@ -9,6 +9,7 @@
     │   ├── BadPayload               400
     │   ├── RequestTimeout           408 (body not received in time)
     │   └── TooManyRequests          429 (inbound rate limit, with Retry-After)
+    ├── RecordTooLarge               over Kafka's record size limit (413; never retried)
     ├── PublishUnavailable           Kafka did not acknowledge in time (503 + Retry-After)
     ├── InvalidCommand               a command record that fails validation (names the field)
     └── BirdError                    a Bird API failure (code, message, details, status, retryable)
@@ -78,6 +79,13 @@ class TooManyRequests(WebhookRejected):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class RecordTooLarge(BridgeError):
+    """A record over Kafka's message size limit: retrying cannot help."""
+
+    http_status = 413
+    reason = "the event is larger than Kafka's record size limit"
 
 
 class PublishUnavailable(BridgeError):

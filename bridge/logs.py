@@ -43,8 +43,8 @@ class Redactor:
         return event
 
 
-def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
-    return orjson.dumps(obj, default=default or repr)
+def _orjson_dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or repr).decode()
 
 
 def configure(
@@ -63,10 +63,9 @@ def configure(
     renderer: Any
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-        factory: Any = structlog.PrintLoggerFactory(stream or sys.stderr)
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        factory = structlog.BytesLoggerFactory(stream or sys.stderr.buffer)
+    factory = structlog.PrintLoggerFactory(stream or sys.stderr)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -28,7 +28,7 @@ from bridge.commands.ledger import Entry, Ledger
 from bridge.commands.parse import Command
 from bridge.commands.results import Status, error_body, result_record
 from bridge.config import Config
-from bridge.errors import BirdError, InvalidCommand
+from bridge.errors import BirdError, InvalidCommand, RecordTooLarge
 from bridge.events import Record, rfc3339, to_record
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
@@ -299,7 +299,15 @@ class Executor:
 
     async def _finish(self, command: Command, entry: Entry, status: Status, **fields: Any) -> None:
         result = self._result(command, status, **fields)
-        await self.ledger.write(entry.final(result))
+        try:
+            await self.ledger.write(entry.final(result))
+        except RecordTooLarge:
+            status = "failed"
+            message = "the result is larger than Kafka's record size limit"
+            if command.action == "list":
+                message += "; narrow the list with templateRef"
+            result = self._result(command, status, error=error_body("result_too_large", message))
+            await self.ledger.write(entry.final(result))
         await self._emit(result)
         self.metrics.commands.labels(command.action, status).inc()
 

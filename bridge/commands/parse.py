@@ -93,6 +93,15 @@ def _connector_body(raw: object, command_id: str) -> dict[str, Any]:
     return dict(raw)
 
 
+def _too_deep(connector: Mapping[str, Any]) -> str:
+    for name, value in connector.items():
+        try:
+            orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            return f"connector.{name}"
+    return "connector"
+
+
 def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> Command:
     """Validate one command record's value. Unknown top-level fields are ignored (room for
     tracing metadata); unknown ``connector`` fields are refused since Bird would refuse them."""
@@ -147,7 +156,12 @@ def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> C
         "templateRef": template_ref,
         "connector": connector,
     }
-    fingerprint = hashlib.sha256(orjson.dumps(essence, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        canonical = orjson.dumps(essence, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # orjson reads 1024 levels of nesting but writes at most 254.
+        raise InvalidCommand(_too_deep(connector), "nests too deeply", command_id) from None
+    fingerprint = hashlib.sha256(canonical).hexdigest()
     return Command(
         command_id=command_id,
         action=action,

@@ -243,6 +243,10 @@ class CommandWorker:
         except InvalidCommand as exc:
             await self._reject(record, exc, bound)
             return
+        except Exception as exc:  # a bug: the record must still not block its partition
+            bound.exception("command could not be parsed")
+            await self._dead_letter(record, f"internal error: {type(exc).__name__}", None)
+            return
         bound = bound.bind(command_id=command.command_id, action=command.action)
         self.metrics.commands_in_flight.inc()
         try:

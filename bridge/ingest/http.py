@@ -87,13 +87,14 @@ class WebhookIngest:
         self.limiter = KeyedLimiter(rate) if rate > 0 else None
 
     def client_address(self, request: web.Request) -> str:
-        """The caller, for the inbound rate limit: the first X-Forwarded-For hop when the
-        proxy in front is trusted to set it, else the peer address."""
+        """The caller, for the inbound rate limit: with a trusted proxy in front, the last
+        X-Forwarded-For hop (the one that proxy appended; earlier hops are the client's
+        own words), else the peer address."""
         if self.webhook.trust_forwarded_for:
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            first = forwarded.split(",", 1)[0].strip()
-            if first:
-                return first
+            forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
         return request.remote or "unknown"
 
     async def handle(self, request: web.Request) -> web.Response:

@@ -84,4 +84,8 @@ def normalize_event(
         data=data,
         extensions={"birdservice": service} if service else None,
     )
-    return to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
+    try:
+        return to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
+    except orjson.JSONEncodeError:
+        # orjson reads 1024 levels of nesting but writes at most 254.
+        raise BadPayload("body nests too deeply to be published") from None

@@ -25,8 +25,9 @@ _MAX_TIMESTAMP_CHARS = 64
 
 def compute_signature(key: str, timestamp: str, url: str, body: bytes) -> bytes:
     """The raw 32-byte HMAC Bird sends (base64-encoded) in ``messagebird-signature``."""
-    mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
-    mac.update(f"{timestamp}\n{url}\n".encode())
+    mac = hmac.new(key.encode("utf-8", "surrogateescape"), digestmod=hashlib.sha256)
+    # Header text arrives with undecodable bytes escaped (aiohttp): sign the bytes as sent.
+    mac.update(f"{timestamp}\n{url}\n".encode("utf-8", "surrogateescape"))
     mac.update(hashlib.sha256(body).digest())
     return mac.digest()
 
@@ -67,7 +68,10 @@ def verify_signature(
     # Compare against every key (no early exit) so timing does not reveal which one matched.
     matched = False
     for key in keys:
-        expected = compute_signature(key, timestamp, url, body)
+        try:
+            expected = compute_signature(key, timestamp, url, body)
+        except UnicodeEncodeError:
+            raise BadSignature(f"{TIMESTAMP_HEADER} is not valid text") from None
         matched |= hmac.compare_digest(given, expected)
     if not matched:
         raise BadSignature("signature does not match")

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 
 from bridge.config import KafkaConfig
-from bridge.errors import PublishUnavailable
+from bridge.errors import PublishUnavailable, RecordTooLarge
 from bridge.events import Record
 from bridge.kafka.clients import producer_settings
 from bridge.metrics import Metrics
@@ -111,6 +111,9 @@ class Publisher:
                 # is still consumed (it is counted; it was already answered as a failure).
                 future.add_done_callback(_retrieve)
                 metadata: RecordMetadata = await asyncio.shield(future)
+        except MessageSizeTooLargeError as exc:
+            self.metrics.publish_failures.labels(topic).inc()
+            raise RecordTooLarge from exc
         except (KafkaError, TimeoutError) as exc:
             self.metrics.publish_failures.labels(topic).inc()
             raise PublishUnavailable(f"Kafka did not acknowledge within {timeout:g}s") from exc
@@ -120,7 +123,8 @@ class Publisher:
     async def publish_durably(
         self, topic: str, record: Record, *, partition: int | None = None
     ) -> RecordMetadata:
-        """Publish, retrying through a Kafka outage until acknowledged (or cancelled).
+        """Publish, retrying through a Kafka outage until acknowledged (or cancelled);
+        ``RecordTooLarge`` is raised at once.
 
         For the command worker: a result must reach Kafka before its offset is committed,
         and waiting is right; the command stays uncommitted meanwhile.
