@@ -40,6 +40,7 @@ class Bridge:
     draining: bool = False
     publisher: Publisher = field(init=False)
     readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
+    _outcomes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)
@@ -52,6 +53,12 @@ class Bridge:
                 all_topics(self.config.topics),
                 compacted=[self.config.topics.ledger],
             )
+
+    def count_webhook(self, outcome: str) -> None:
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = self.metrics.webhook_requests.labels(outcome)
+        counter.inc()
 
     def ready(self) -> bool:
         return not self.draining and all(check() for check in self.readiness_checks)
@@ -92,7 +99,7 @@ async def request_log(
         outcome = "error"
         response = web.json_response({"error": "internal error"}, status=500)
     if request.path == WEBHOOK_PATH:
-        bridge.metrics.webhook_requests.labels(outcome).inc()
+        bridge.count_webhook(outcome)
         fields: dict[str, Any] = {"cause": request[CAUSE]} if CAUSE in request else {}
         log.info(
             "webhook",

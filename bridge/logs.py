@@ -70,7 +70,7 @@ def configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=factory,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     # Route the standard library's logging (aiokafka, aiohttp) through the same pipeline.
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -31,8 +31,9 @@ class DedupeWindow:
             self._seen.popitem(last=False)
 
     def _expire(self, now: float) -> None:
-        while self._seen:
-            oldest, expiry = next(iter(self._seen.items()))
-            if expiry > now:
+        seen = self._seen
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > now:
                 return
-            del self._seen[oldest]
+            del seen[oldest]

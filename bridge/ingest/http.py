@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bridge.config import Config
 from bridge.errors import (
+    BadPayload,
     PayloadTooLarge,
     PublishUnavailable,
     RequestTimeout,
@@ -39,8 +40,14 @@ OUTCOME = web.RequestKey("outcome", str)
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The body, refusing (413) as soon as it would exceed ``limit``: never reads past it."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds {limit} bytes")
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise PayloadTooLarge(f"body of {length} bytes exceeds {limit} bytes")
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise BadPayload("body shorter than its Content-Length") from None
     body = bytearray()
     while True:
         chunk = await request.content.read(limit + 1 - len(body))

@@ -63,9 +63,11 @@ def normalize_event(
     fields = payload if isinstance(payload, Mapping) else {}
     data: dict[str, Any] = {}
     for name, sources in _FIELDS:
-        value = next((fields[s] for s in sources if fields.get(s) is not None), None)
-        if value is not None:
-            data[name] = value
+        for source in sources:
+            value = fields.get(source)
+            if value is not None:
+                data[name] = value
+                break
     if "workspaceId" not in data and default_workspace_id:
         data["workspaceId"] = default_workspace_id
     data["raw"] = payload if "payload" in body else dict(body)

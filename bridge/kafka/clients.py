@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 from bridge.config import KafkaConfig, TopicsConfig
 
@@ -40,10 +42,33 @@ def common_settings(kafka: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
+class CachedPartitioner:
+    """Kafka's default key -> partition mapping (murmur2, as the Java client), remembered per
+    key: channel ids repeat, and aiokafka's murmur2 is pure Python."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._cache: dict[tuple[bytes, int], int] = {}
+
+    def __call__(
+        self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
+    ) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        slot = (key, len(all_partitions))
+        index = self._cache.get(slot)
+        if index is None:
+            if len(self._cache) >= self.max_keys:
+                self._cache.clear()
+            index = self._cache[slot] = (murmur2(key) & 0x7FFFFFFF) % len(all_partitions)
+        return all_partitions[index]
+
+
 def producer_settings(kafka: KafkaConfig) -> dict[str, Any]:
     """acks=all always: a record counts as published only once every in-sync replica has it."""
     return {
         **common_settings(kafka),
+        "partitioner": CachedPartitioner(),
         "acks": "all",
         "enable_idempotence": kafka.enable_idempotence,
         "compression_type": None if kafka.compression == "none" else kafka.compression,

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -41,6 +42,8 @@ class Publisher:
         self.producer: AIOKafkaProducer | None = None
         self.connected = False
         self.ready = asyncio.Event()
+        self._failures: dict[str, Any] = {}
+        self._latency: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -94,7 +97,7 @@ class Publisher:
     ) -> RecordMetadata:
         """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``."""
         if self.producer is None:
-            self.metrics.publish_failures.labels(topic).inc()
+            self.failures(topic).inc()
             raise PublishUnavailable("not connected to Kafka yet")
         started = time.perf_counter()
         try:
@@ -106,19 +109,24 @@ class Publisher:
                     headers=list(record.headers),
                     partition=partition,
                 )
-                # Shielded: the batch is shared with other records; cancelling our wait must
-                # not cancel their delivery. If we stop waiting, the delivery's own outcome
-                # is still consumed (it is counted; it was already answered as a failure).
+                # Each record has its own future: cancelling our wait (timeout) leaves the
+                # batch alone. Its outcome is consumed either way.
                 future.add_done_callback(_retrieve)
-                metadata: RecordMetadata = await asyncio.shield(future)
+                metadata: RecordMetadata = await future
         except MessageSizeTooLargeError as exc:
-            self.metrics.publish_failures.labels(topic).inc()
+            self.failures(topic).inc()
             raise RecordTooLarge from exc
         except (KafkaError, TimeoutError) as exc:
-            self.metrics.publish_failures.labels(topic).inc()
+            self.failures(topic).inc()
             raise PublishUnavailable(f"Kafka did not acknowledge within {timeout:g}s") from exc
-        self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
+        self.latency(topic).observe(time.perf_counter() - started)
         return metadata
+
+    def failures(self, topic: str) -> Any:
+        return _child(self._failures, self.metrics.publish_failures, topic)
+
+    def latency(self, topic: str) -> Any:
+        return _child(self._latency, self.metrics.publish_seconds, topic)
 
     async def publish_durably(
         self, topic: str, record: Record, *, partition: int | None = None
@@ -167,3 +175,11 @@ def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
     """Mark a delivery's error as seen, so asyncio does not report it as never retrieved."""
     if not future.cancelled():
         future.exception()
+
+
+def _child(cache: dict[str, Any], metric: Any, label: str) -> Any:
+    """A labelled metric child, looked up once (prometheus' ``labels()`` takes a lock)."""
+    child = cache.get(label)
+    if child is None:
+        child = cache[label] = metric.labels(label)
+    return child
