@@ -45,11 +45,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.worker.synced.clear()
         await self.worker.revoke(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        # Another replica may have worked on these partitions: read its ledger writes first.
+        # Another replica may have worked on these partitions: read its ledger writes
+        # first. aiokafka may hand out records before this returns: lanes wait for it.
         await self.worker.ledger.sync()
+        self.worker.synced.set()
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
@@ -74,6 +77,7 @@ class CommandWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self.started = False
         self._stopping = asyncio.Event()
+        self.synced = asyncio.Event()  # the ledger has been read up to this assignment
         self._task: asyncio.Task[None] | None = None
         self._paused = False
         self._last_commit = 0.0
@@ -182,6 +186,7 @@ class CommandWorker:
         try:
             while queue:
                 record = queue[0]
+                await self.synced.wait()
                 async with self.slots:
                     await self._handle(record)
                 queue.popleft()

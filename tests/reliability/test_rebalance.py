@@ -132,13 +132,6 @@ async def test_workers_joining_leaving_and_dying_mid_stream(
         await simulator.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiokafka hands out records of newly assigned partitions before the rebalance "
-    "listener returns, so the worker executes commands while Ledger.sync() (the barrier in "
-    "on_partitions_assigned) is still reading what the previous owner wrote "
-    "(bridge/commands/worker.py, _Rebalance / _run_lane)",
-)
 async def test_no_command_runs_before_the_ledger_barrier_of_its_assignment(
     broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
