@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.embedded import EmbeddedBroker
-from bridge.simulator.settings import DEV_ACCESS_KEY
+from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.command_helpers import (
     CommandClient,
     bird_connectors,
@@ -23,6 +24,7 @@ from tests.command_helpers import (
     create_command,
     fast_simulator,
     simulator_json,
+    sms_connector,
 )
 from tests.kafka_helpers import bridge_config, broker_env
 from tests.reliability import (
@@ -176,5 +178,39 @@ async def test_sigkill_at_seeded_random_moments_of_a_create_and_delete_stream(
             f"{text.count('found the connector of a started create')}; "
             f"resumed accepted creates {text.count('resuming create')}"
         )
+    finally:
+        await simulator.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the simulator logs a Bird request whose client vanished before its body was "
+    "read as processed, status 500, though nothing was done (bridge/simulator/edge.py, "
+    "_call turns the ConnectionResetError of read_json into a processed 500)",
+)
+async def test_a_request_whose_client_vanished_is_not_logged_as_processed() -> None:
+    """What the process test above saw after a SIGKILL: the worker died while its POST was
+    held in the simulator's latency; the request log says 'processed, 500', yet no
+    connector exists. A test that counts creates from the log then counts one too many."""
+    simulator = fast_simulator()
+    await simulator.start()
+    try:
+        await simulator_json(simulator.url, "PATCH", "/_simulator/faults", {"latency_s": 0.3})
+        body = orjson.dumps(sms_connector("vanished"))
+        head = (
+            f"POST /workspaces/{DEFAULT_WORKSPACE_ID}/connectors HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: AccessKey {DEV_ACCESS_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        _, writer = await asyncio.open_connection("127.0.0.1", simulator.port)
+        writer.write(head.encode() + body)
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the simulator holds the request (latency)
+        writer.transport.abort()  # the client dies, as on SIGKILL
+        await wait_for(lambda: bool(simulator.simulator.journal.query({})), timeout=5)
+        logged = await bird_requests(simulator.url, method="POST")
+        assert await bird_connectors(simulator.url) == []  # nothing was created
+        assert len(logged) == 1
+        assert (logged[0]["status"], logged[0]["processed"]) == (None, False)
     finally:
         await simulator.stop()
