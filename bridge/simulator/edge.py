@@ -98,6 +98,8 @@ async def _call(handler: Handler, request: web.Request) -> web.StreamResponse:
         if exc.status == 404:
             error = ApiError(404, "NotFound", "route not found")
         return error_response(error)
+    except ConnectionResetError:
+        raise  # the client is gone before its request was read: nothing was done
     except Exception:
         log.exception("handler failed", method=request.method, path=request.path)
         return error_response(ApiError(500, "InternalServerError", "internal error"))
@@ -147,7 +149,10 @@ async def _apply(
     if match and not sim.faults.admit(match.group(1), request.method, loop.time()):
         error = ApiError(429, "TooManyRequests", "rate limit exceeded")
         return error_response(error), 429, "rate_limit", False
-    response = await _call(handler, request)
+    try:
+        response = await _call(handler, request)
+    except ConnectionResetError:
+        return web.Response(), None, "client_gone", False
     if action.kind == "drop":
         return await _drop(request, response), None, action.source, True
     return response, response.status, action.source, True

@@ -116,7 +116,7 @@ async def test_sigkill_at_seeded_random_moments_of_a_create_and_delete_stream(
         await ensure_topics(
             config.kafka, all_topics(config.topics), compacted=[config.topics.ledger]
         )
-        kills: list[tuple[float, float, int]] = []  # (ready -> kill s, at s, outstanding)
+        kills: list[tuple[float, float, int]] = []  # (ready -> kill s, at s, unfinished)
         stop = asyncio.Event()
         async with command_client(config) as client:
             stream = Stream(client, rng)
@@ -171,7 +171,7 @@ async def test_sigkill_at_seeded_random_moments_of_a_create_and_delete_stream(
         text = log.read_text()
         assert DEV_ACCESS_KEY not in text
         print(
-            f"\nworker kills (delay, at, in flight): {kills}; {len(ids)} commands "
+            f"\nworker kills (delay after ready, at, unfinished): {kills}; {len(ids)} commands "
             f"({len(creates)} creates, "
             f"{len(deletes)} deletes); all final after {finished:.1f}s; "
             f"repeated finals {replayed}; adopted after a crash "
@@ -182,12 +182,6 @@ async def test_sigkill_at_seeded_random_moments_of_a_create_and_delete_stream(
         await simulator.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the simulator logs a Bird request whose client vanished before its body was "
-    "read as processed, status 500, though nothing was done (bridge/simulator/edge.py, "
-    "_call turns the ConnectionResetError of read_json into a processed 500)",
-)
 async def test_a_request_whose_client_vanished_is_not_logged_as_processed() -> None:
     """What the process test above saw after a SIGKILL: the worker died while its POST was
     held in the simulator's latency; the request log says 'processed, 500', yet no
