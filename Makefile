@@ -24,8 +24,11 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+## Benchmarks (not tests): webhook ingest vs baselines, then commands at 1/10/100 in flight.
 bench: install
+	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.commands
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
