@@ -146,8 +146,7 @@ async def bird_requests(url: str, **filters: str) -> list[dict[str, Any]]:
 
 async def processed_creates(url: str) -> int:
     """Connector POSTs that created a connector at Bird: answered 2xx, or processed and then
-    cut off (``drop``). A POST whose client vanished before the simulator read its body is
-    logged as processed with status 500, though nothing was created: not counted."""
+    cut off (``drop``). Processed requests that failed (4xx/5xx) created nothing."""
     posts = await bird_requests(url, method="POST", path=CONNECTORS_GLOB)
     return sum(
         1 for r in posts if r["processed"] and (r["status"] is None or 200 <= r["status"] < 300)

@@ -183,9 +183,9 @@ async def test_sigkill_at_seeded_random_moments_of_a_create_and_delete_stream(
 
 
 async def test_a_request_whose_client_vanished_is_not_logged_as_processed() -> None:
-    """What the process test above saw after a SIGKILL: the worker died while its POST was
-    held in the simulator's latency; the request log says 'processed, 500', yet no
-    connector exists. A test that counts creates from the log then counts one too many."""
+    """As after a SIGKILL in the test above: the worker dies while its POST is held in the
+    simulator's latency. No connector exists, so the request log must not say 'processed'
+    (it used to say 'processed, 500', and a count of creates from the log was one too high)."""
     simulator = fast_simulator()
     await simulator.start()
     try:
