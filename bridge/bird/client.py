@@ -105,8 +105,9 @@ class BirdClient:
         key = (workspace, kind)
         bucket = self._buckets.get(key)
         if bucket is None:
-            # 90 % of the limit with a 10 % burst: no one-second window exceeds the limit.
-            bucket = TokenBucket(rate=limit * 0.9, burst=max(1.0, limit * 0.1))
+            # 85 % of the limit plus a 10 % burst: even the first second, and a window
+            # that Bird starts a little late, stays under the limit.
+            bucket = TokenBucket(rate=limit * 0.85, burst=max(1.0, limit * 0.1))
             self._buckets[key] = bucket
         return bucket
 
