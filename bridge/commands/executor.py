@@ -14,6 +14,7 @@ and ``Publisher`` only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -288,14 +289,37 @@ class Executor:
         )
 
     def _result(self, command: Command, status: Status, **fields: Any) -> dict[str, Any]:
+        return self._result_for(command.command_id, command.action, status, **fields)
+
+    def _result_for(
+        self, command_id: str, action: str, status: Status, **fields: Any
+    ) -> dict[str, Any]:
         record = result_record(
-            command_id=command.command_id,
-            action=command.action,
-            status=status,
-            now=self.clock(),
-            **fields,
+            command_id=command_id, action=action, status=status, now=self.clock(), **fields
         )
         return dict(orjson.loads(record.value))
+
+    async def reject(self, value: bytes | None, action: str, exc: InvalidCommand) -> None:
+        """The ``failed`` / ``invalid_command`` result of a record with a readable commandId,
+        kept in the ledger like any final result: the same record seen again gets the same
+        result again; a commandId that belongs to another command gets none."""
+        assert exc.command_id is not None
+        fingerprint = "invalid:" + hashlib.sha256(value or b"").hexdigest()
+        entry = self.ledger.get(exc.command_id)
+        if entry is None:
+            error = error_body("invalid_command", exc.reason, details={"field": exc.field})
+            result = self._result_for(exc.command_id, action, "failed", error=error)
+            entry = Entry(
+                command_id=exc.command_id,
+                fingerprint=fingerprint,
+                action=action,
+                state="final",
+                started_at=rfc3339(self.clock()),
+                final_result=result,
+            )
+            await self.ledger.write(entry)
+        if entry.fingerprint == fingerprint and entry.final_result is not None:
+            await self._emit(entry.final_result)
 
     async def _finish(self, command: Command, entry: Entry, status: Status, **fields: Any) -> None:
         result = self._result(command, status, **fields)

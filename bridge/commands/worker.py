@@ -27,7 +27,7 @@ from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
 from bridge.commands.offsets import OffsetTracker
 from bridge.commands.parse import parse_command
-from bridge.commands.results import dead_letter_record, error_body, result_record
+from bridge.commands.results import dead_letter_record
 from bridge.config import Config
 from bridge.errors import InvalidCommand
 from bridge.kafka.clients import consumer_settings
@@ -279,15 +279,8 @@ class CommandWorker:
         """A failed ``invalid_command`` result where a commandId can be read, and a dead letter."""
         bound.warning("invalid command", reason=exc.reason, command_id=exc.command_id)
         self.metrics.commands.labels(_action_label(record.value), "invalid").inc()
-        if exc.command_id is not None and self.ledger.get(exc.command_id) is None:
-            result = result_record(
-                command_id=exc.command_id,
-                action=_action_label(record.value),
-                status="failed",
-                now=self.executor.clock(),
-                error=error_body("invalid_command", exc.reason, details={"field": exc.field}),
-            )
-            await self.publisher.publish_durably(self.config.topics.results, result)
+        if exc.command_id is not None:
+            await self.executor.reject(record.value, _action_label(record.value), exc)
         await self._dead_letter(record, exc.reason, exc.command_id)
 
     async def _dead_letter(self, record: Message, reason: str, command_id: str | None) -> None:

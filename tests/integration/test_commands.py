@@ -399,3 +399,27 @@ async def test_access_key_never_appears_in_results_or_dead_letters(broker: Embed
         assert DEV_ACCESS_KEY.encode() not in metrics
         assert b"bridge_commands_total" in metrics
         assert orjson.loads(results[0].value)["specversion"] == "1.0"
+
+
+async def test_an_invalid_command_seen_again_gets_the_same_result(broker: EmbeddedBroker) -> None:
+    async with stack(broker) as s:
+        command_id = f"bad-{uuid.uuid4()}"
+        value = orjson.dumps({"commandId": command_id, "action": "get"})
+        await s.client.send(value, key=b"k")
+        first = await s.client.final(command_id)
+        assert first["data"]["error"]["code"] == "invalid_command"
+        await s.client.send(value, key=b"k")
+        async with asyncio.timeout(15):
+            while len(s.client.results.raw.get(command_id, [])) < 2:
+                await asyncio.sleep(0.05)
+        raw = s.client.results.raw[command_id]
+        assert raw[0] == raw[1]
+        # The commandId is taken now: a valid command under it is refused, not executed.
+        await s.client.send({"commandId": command_id, "action": "list"})
+        config = s.bridge.bridge.config
+        dead = await read_topic(broker.bootstrap, config.topics.dead_letter, expect=3)
+        reasons = [dict(r.headers)["dlq-reason"] for r in dead]
+        assert (
+            reasons[-1] == b"commandId: already used for a different command; use a new commandId"
+        )
+        assert len(s.client.results.raw[command_id]) == 2
