@@ -139,7 +139,12 @@ class Ledger:
 
     async def _tail(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            try:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            except KafkaError as exc:  # keep tailing: sync() waits on this loop
+                log.warning("ledger read failed, retrying", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
             for tp, records in batches.items():
                 for record in records:
                     self._apply(record.key, record.value)

@@ -80,6 +80,9 @@ class Publisher:
                         await self.on_connect()
             except (KafkaError, OSError, TimeoutError):
                 self._set_connected(False)
+            except Exception:  # e.g. a topic Kafka refuses to create: say so, keep watching
+                log.exception("kafka health check failed")
+                self._set_connected(False)
             else:
                 self._set_connected(True)
 
