@@ -113,7 +113,11 @@ async def ensure_topics(
         response = await admin.create_topics(topics)
         for name, code, *_ in getattr(response, "topic_errors", []):
             if code not in (0, _TOPIC_EXISTS):
-                raise RuntimeError(f"cannot create Kafka topic {name!r}: error code {code}")
+                raise RuntimeError(
+                    f"cannot create Kafka topic {name!r}: Kafka error code {code} (check "
+                    "BRIDGE_KAFKA_REPLICATION_FACTOR and BRIDGE_KAFKA_TOPIC_PARTITIONS, or "
+                    "create the topics yourself and set BRIDGE_KAFKA_CREATE_TOPICS=false)"
+                )
             log.info("topic ready", topic=name, created=code == 0)
     finally:
         await admin.close()

@@ -58,8 +58,10 @@ class Publisher:
                 await producer.start()
                 if self.on_connect is not None:
                     await self.on_connect()
-            except (KafkaError, OSError) as exc:
-                log.warning("kafka not reachable, retrying", error=repr(exc), retry_in_s=delay)
+            except Exception as exc:  # unreachable, or topics refused: say why, keep trying
+                log.warning(
+                    "kafka not ready, retrying", error=str(exc) or repr(exc), retry_in_s=delay
+                )
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 await asyncio.sleep(delay)
