@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -24,6 +23,7 @@ from tests.ingest_helpers import channel_event, delivery
 from tests.kafka_helpers import bridge_config
 from tests.persistent_broker import persistent_broker
 from tests.reliability import wait_for
+from tests.reliability.webhook_load import read_events, sender
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,53 +32,6 @@ BEFORE_S = 2.0  # load before the kill
 OUTAGE_S = 3.0  # broker dead, load goes on
 AFTER_S = 3.0  # broker back, load goes on
 PUBLISH_TIMEOUT_S = 2.0
-MAX_ATTEMPTS = 30  # per delivery; Bird retries for hours, scaled down here
-RETRY_PAUSE_S = 0.2
-
-
-@dataclass
-class Attempt:
-    started: float
-    answered: float
-    status: int
-    retry_after: str | None
-
-
-@dataclass
-class Delivery:
-    request_id: str
-    payload: dict[str, Any]
-    attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def acknowledged(self) -> bool:
-        return bool(self.attempts) and 200 <= self.attempts[-1].status < 300
-
-
-async def sender(
-    number: int, session: aiohttp.ClientSession, url: str, stop: asyncio.Event
-) -> list[Delivery]:
-    """Posts distinct signed webhooks back to back until ``stop``; retries each 503 like
-    Bird does (same request id, same body), a bounded number of times."""
-    sent: list[Delivery] = []
-    while not stop.is_set():
-        body = channel_event()
-        item = Delivery(f"load-{number}-{len(sent)}", body["payload"])
-        sent.append(item)
-        raw, headers = delivery(body, request_id=item.request_id)
-        for _ in range(MAX_ATTEMPTS):
-            started = time.monotonic()
-            async with session.post(url + "/webhooks/bird", data=raw, headers=headers) as answer:
-                await answer.read()
-                item.attempts.append(
-                    Attempt(
-                        started, time.monotonic(), answer.status, answer.headers.get("Retry-After")
-                    )
-                )
-            if item.acknowledged:
-                break
-            await asyncio.sleep(RETRY_PAUSE_S)
-    return sent
 
 
 async def readiness(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> list[Any]:
@@ -90,36 +43,6 @@ async def readiness(session: aiohttp.ClientSession, url: str, stop: asyncio.Even
                 changes.append((time.monotonic(), answer.status))
         await asyncio.sleep(0.1)
     return changes
-
-
-async def read_events(
-    bootstrap: str, topic: str, wanted: set[str], timeout: float = 30
-) -> dict[str, list[dict[str, Any]]]:
-    """Every event of ``topic`` by id, read from the start until ``wanted`` ids are all seen
-    and the log stops growing (or ``timeout``)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    events: dict[str, list[dict[str, Any]]] = {}
-    try:
-        assert topic in await consumer.topics()
-        found = consumer.partitions_for_topic(topic) or set()
-        partitions = [TopicPartition(topic, p) for p in sorted(found)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        quiet = 0
-        async with asyncio.timeout(timeout):
-            while not (wanted <= events.keys() and quiet >= 3):
-                batch = await consumer.getmany(timeout_ms=300)
-                quiet = 0 if batch else quiet + 1
-                for records in batch.values():
-                    for record in records:
-                        event = orjson.loads(record.value)
-                        events.setdefault(event["id"], []).append(event)
-    finally:
-        await consumer.stop()
-    return events
 
 
 async def test_broker_sigkill_under_webhook_load_loses_nothing_acknowledged() -> None:

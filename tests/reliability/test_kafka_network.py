@@ -12,14 +12,11 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridge.kafka.embedded import EmbeddedBroker, _api_versions_answered, broker_binary, free_port
 from tests.bridge_helpers import running_bridge
@@ -30,7 +27,6 @@ from tests.command_helpers import (
     create_command,
     fast_simulator,
 )
-from tests.ingest_helpers import channel_event, delivery
 from tests.kafka_helpers import bridge_config
 from tests.reliability import (
     all_final,
@@ -41,6 +37,7 @@ from tests.reliability import (
     wait_for,
 )
 from tests.reliability.tcp_proxy import TcpProxy
+from tests.reliability.webhook_load import read_events, sender
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,72 +91,6 @@ async def broker_behind_proxy(tmp_path: Path) -> AsyncIterator[tuple[AdvertisedB
 # --- (a) a stall during webhook traffic -----------------------------------------------
 
 
-@dataclass
-class Attempt:
-    started: float
-    answered: float
-    status: int
-    retry_after: str | None
-
-
-@dataclass
-class Sent:
-    request_id: str
-    payload: dict[str, Any]
-    attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def acknowledged(self) -> bool:
-        return bool(self.attempts) and self.attempts[-1].status == 204
-
-
-async def post_until_acknowledged(
-    session: aiohttp.ClientSession, url: str, number: int, stop: asyncio.Event
-) -> list[Sent]:
-    """Distinct webhooks back to back; a 503 is retried (bounded), as Bird does."""
-    sent: list[Sent] = []
-    while not stop.is_set():
-        body = channel_event()
-        item = Sent(f"stall-{number}-{len(sent)}", body["payload"])
-        sent.append(item)
-        raw, headers = delivery(body, request_id=item.request_id)
-        for _ in range(30):
-            started = time.monotonic()
-            async with session.post(url + "/webhooks/bird", data=raw, headers=headers) as answer:
-                await answer.read()
-                retry_after = answer.headers.get("Retry-After")
-                item.attempts.append(Attempt(started, time.monotonic(), answer.status, retry_after))
-            if item.acknowledged:
-                break
-            await asyncio.sleep(0.2)
-    return sent
-
-
-async def events_by_id(bootstrap: str, topic: str, wanted: set[str]) -> dict[str, list[Any]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: dict[str, list[Any]] = {}
-    try:
-        assert topic in await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        quiet = 0
-        async with asyncio.timeout(30):
-            while not (wanted <= found.keys() and quiet >= 3):
-                batch = await consumer.getmany(timeout_ms=300)
-                quiet = 0 if batch else quiet + 1
-                for records in batch.values():
-                    for record in records:
-                        event = orjson.loads(record.value)
-                        found.setdefault(event["id"], []).append(event)
-    finally:
-        await consumer.stop()
-    return found
-
-
 async def test_stalled_kafka_connection_gives_503_in_time_and_no_false_2xx(
     tmp_path: Path,
 ) -> None:
@@ -177,7 +108,7 @@ async def test_stalled_kafka_connection_gives_503_in_time_and_no_false_2xx(
         ):
             stop = asyncio.Event()
             senders = [
-                asyncio.create_task(post_until_acknowledged(session, app.url, n, stop))
+                asyncio.create_task(sender(n, session, app.url, stop, prefix="stall"))
                 for n in range(4)
             ]
             await asyncio.sleep(1.5)
@@ -191,7 +122,7 @@ async def test_stalled_kafka_connection_gives_503_in_time_and_no_false_2xx(
             stopped = time.monotonic()
             sent = [s for batch in await asyncio.gather(*senders) for s in batch]
         acknowledged = {s.request_id: s for s in sent if s.acknowledged}
-        events = await events_by_id(proxy.address, config.topics.events, set(acknowledged))
+        events = await read_events(proxy.address, config.topics.events, set(acknowledged))
 
     attempts = [a for s in sent for a in s.attempts]
     refused = [a for a in attempts if a.status == 503]
