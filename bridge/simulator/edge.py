@@ -193,7 +193,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 processed=processed,
             )
         )
-        log.info(
+        # Plain successes at debug: `bridge dev` polls a lot; faults and errors stand out.
+        quiet = fault is None and status is not None and status < 400
+        (log.debug if quiet else log.info)(
             "request",
             method=request.method,
             path=request.path,

@@ -101,6 +101,7 @@ async def test_runs_until_signalled_and_exits_0(stop_signal: signal.Signals) -> 
         "bridge.simulator",
         "--port=0",
         "--log-format=json",
+        "--log-level=debug",  # successful requests are logged at debug
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
