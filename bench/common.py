@@ -150,6 +150,13 @@ class Child:
         await self.stop()
 
 
+def rss_mb(pid: int) -> float:
+    """``VmRSS`` (current resident set) of process ``pid``, in MB (10^6 bytes)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
+    return kib * 1024 / 1e6
+
+
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(100):
         found = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
