@@ -123,6 +123,7 @@ class CommandsConfig:
     follow_timeout_s: float = env("COMMANDS_FOLLOW_TIMEOUT_S", minimum=0.1)
     follow_interval_s: float = env("COMMANDS_FOLLOW_INTERVAL_S", minimum=0.01)
     commit_interval_s: float = env("COMMANDS_COMMIT_INTERVAL_S", minimum=0.01)
+    idempotency_window_s: float = env("COMMANDS_IDEMPOTENCY_WINDOW_S", minimum=60)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_COMMANDS_FOLLOW_TIMEOUT_S": "300",
     "BRIDGE_COMMANDS_FOLLOW_INTERVAL_S": "1",
     "BRIDGE_COMMANDS_COMMIT_INTERVAL_S": "0.5",
+    "BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S": str(7 * 24 * 3600),
     "BRIDGE_HTTP_HOST": "0.0.0.0",
     "BRIDGE_HTTP_PORT": "8080",
     "BRIDGE_LOG_FORMAT": "json",

@@ -55,7 +55,10 @@ def cloud_event(
     return event
 
 
-def to_record(event: Mapping[str, Any], *, key: str | None, correlation_id: str | None) -> Record:
+def to_record(
+    event: Mapping[str, Any] | orjson.Fragment, *, key: str | None, correlation_id: str | None
+) -> Record:
+    """The Kafka record of an event (a ``Fragment`` is already-encoded JSON, sent as is)."""
     headers: list[tuple[str, bytes]] = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
     if correlation_id:
         headers.append(("correlation-id", correlation_id.encode()))

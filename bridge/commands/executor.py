@@ -96,8 +96,9 @@ class Executor:
             raise InvalidCommand(
                 "commandId", "already used for a different command; use a new commandId"
             )
-        if entry is not None and entry.state == "final" and entry.final_result is not None:
-            await self._emit(entry.final_result)
+        final = entry.final_value() if entry is not None else None
+        if final is not None:
+            await self._emit_bytes(command.command_id, final)
             return "replayed"
         if command.action == "create":
             return await self._create(command, entry)
@@ -318,8 +319,9 @@ class Executor:
                 final_result=result,
             )
             await self.ledger.write(entry)
-        if entry.fingerprint == fingerprint and entry.final_result is not None:
-            await self._emit(entry.final_result)
+        final = entry.final_value()
+        if entry.fingerprint == fingerprint and final is not None:
+            await self._emit_bytes(exc.command_id, final)
 
     async def _finish(self, command: Command, entry: Entry, status: Status, **fields: Any) -> None:
         result = self._result(command, status, **fields)
@@ -338,6 +340,11 @@ class Executor:
     async def _emit(self, result: Mapping[str, Any]) -> None:
         command_id = str(result["subject"])
         record: Record = to_record(result, key=command_id, correlation_id=command_id)
+        await self.publisher.publish_durably(self.config.topics.results, record)
+
+    async def _emit_bytes(self, command_id: str, value: bytes) -> None:
+        """Publish a stored result again, byte for byte."""
+        record = to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
         await self.publisher.publish_durably(self.config.topics.results, record)
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -42,6 +45,7 @@ class Entry:
     connector: dict[str, Any] | None = None
     accepted_result: dict[str, Any] | None = None
     final_result: dict[str, Any] | None = None
+    final_record: bytes | None = None  # in memory only: see compact()
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -54,7 +58,11 @@ class Entry:
                 "connectorId": self.connector_id,
                 "connector": self.connector,
                 "acceptedResult": self.accepted_result,
-                "finalResult": self.final_result,
+                "finalResult": (
+                    orjson.Fragment(self.final_record)
+                    if self.final_record is not None
+                    else self.final_result
+                ),
             }
         )
 
@@ -85,6 +93,27 @@ class Entry:
     def final(self, result: dict[str, Any]) -> Entry:
         return replace(self, state="final", final_result=result)
 
+    def compact(self) -> Entry:
+        """What memory keeps of a final entry: the result as the bytes to publish again,
+        nothing else (the connector and the accepted result are no longer needed)."""
+        if self.state != "final" or self.final_result is None:
+            return self
+        return Entry(
+            command_id=self.command_id,
+            fingerprint=self.fingerprint,
+            action=self.action,
+            state="final",
+            started_at=self.started_at,
+            connector_id=self.connector_id,
+            final_record=orjson.dumps(self.final_result),
+        )
+
+    def final_value(self) -> bytes | None:
+        """The final result exactly as it was published."""
+        if self.final_record is not None:
+            return self.final_record
+        return orjson.dumps(self.final_result) if self.final_result is not None else None
+
 
 def newer(current: Entry | None, candidate: Entry) -> bool:
     return current is None or _RANK[candidate.state] >= _RANK[current.state]
@@ -92,9 +121,13 @@ def newer(current: Entry | None, candidate: Entry) -> bool:
 
 @dataclass
 class Ledger:
+    """``entries`` holds every command started within ``BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S``
+    (final ones compacted); older final entries are forgotten, bounding memory."""
+
     config: Config
     publisher: Publisher
     entries: dict[str, Entry] = field(default_factory=dict)
+    _expiries: deque[tuple[float, str]] = field(default_factory=deque)
     _positions: dict[int, int] = field(default_factory=dict)
     _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
     _consumer: AIOKafkaConsumer | None = None
@@ -114,8 +147,27 @@ class Ledger:
         """Durably record ``entry`` (acks=all), then remember it."""
         record = Record(key=entry.command_id.encode(), value=entry.to_json())
         await self.publisher.publish_durably(self.topic, record)
-        if newer(self.entries.get(entry.command_id), entry):
+        self._remember(entry)
+
+    def _remember(self, entry: Entry) -> None:
+        if not newer(self.entries.get(entry.command_id), entry):
+            return
+        if entry.state != "final":
             self.entries[entry.command_id] = entry
+            return
+        expiry = _epoch(entry.started_at) + self.config.commands.idempotency_window_s
+        now = time.time()
+        if expiry <= now:
+            self.entries.pop(entry.command_id, None)
+            return
+        self.entries[entry.command_id] = entry.compact()
+        self._expiries.append((expiry, entry.command_id))
+        while self._expiries and self._expiries[0][0] <= now:
+            _, command_id = self._expiries.popleft()
+            old = self.entries.get(command_id)
+            window = self.config.commands.idempotency_window_s
+            if old is not None and old.state == "final" and _epoch(old.started_at) + window <= now:
+                del self.entries[command_id]
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
@@ -164,8 +216,7 @@ class Ledger:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("unreadable ledger record skipped", key=key.decode(errors="replace"))
             return
-        if newer(self.entries.get(entry.command_id), entry):
-            self.entries[entry.command_id] = entry
+        self._remember(entry)
 
     async def sync(self) -> None:
         """Return once every ledger record written before this call has been read."""
@@ -189,3 +240,10 @@ class Ledger:
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
+
+
+def _epoch(rfc3339_time: str) -> float:
+    try:
+        return datetime.fromisoformat(rfc3339_time).timestamp()
+    except ValueError:
+        return time.time()  # unreadable: keep it for a whole window
