@@ -21,6 +21,8 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from bridge.kafka.embedded import EMBEDDED_SETTINGS
+
 SIGNING_KEY = "bench-signing-key"
 PUBLIC_URL = "https://bridge.example.org/webhooks/bird"
 HOST = "127.0.0.1"
@@ -35,9 +37,7 @@ def bridge_env(bootstrap: str, http_port: int, suffix: str, **overrides: str) ->
     env.update(
         {
             "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
-            "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+            **EMBEDDED_SETTINGS,
             "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
             "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
             "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",

@@ -20,7 +20,7 @@ from bridge import logs
 from bridge.app import WEBHOOK_PATH, Bridge, serve
 from bridge.bird.client import BirdClient
 from bridge.config import Config
-from bridge.kafka.embedded import EmbeddedBroker
+from bridge.kafka.embedded import EMBEDDED_SETTINGS, EmbeddedBroker
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import (
     DEFAULT_ORGANIZATION_ID,
@@ -40,11 +40,8 @@ def dev_environment(*, kafka_port: int, port: int, simulator_port: int) -> dict[
     """The bridge's settings for the embedded broker and the local simulator."""
     return {
         "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{kafka_port}",
-        # The embedded broker has no idempotent producer, no replication, and answers
-        # "latest" offsets wrongly (see docs/configuration.md).
-        "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
-        "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+        # The embedded broker answers "latest" offsets wrongly (docs/development.md).
+        **EMBEDDED_SETTINGS,
         "BRIDGE_KAFKA_AUTO_OFFSET_RESET": "earliest",
         "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "500",

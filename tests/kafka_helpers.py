@@ -12,6 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bridge import config as config_module
 from bridge.config import Config
+from bridge.kafka.embedded import EMBEDDED_SETTINGS
 
 SIGNING_KEY = "test-signing-key"
 PUBLIC_URL = "https://bridge.example.org/webhooks/bird"
@@ -22,9 +23,7 @@ def broker_env(bootstrap: str, **overrides: str) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:8]
     env = {
         "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
-        "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+        **EMBEDDED_SETTINGS,
         "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",

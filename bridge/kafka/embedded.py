@@ -16,6 +16,14 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+# What a bridge needs to run on this broker (docs/development.md): it has no idempotent
+# producer and one node; topics get a small partition count.
+EMBEDDED_SETTINGS: dict[str, str] = {
+    "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
+    "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
+    "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+}
+
 
 def broker_binary() -> Path:
     """The binary inside the installed package (never a copy in the home folder)."""
