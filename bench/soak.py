@@ -622,6 +622,7 @@ async def main(args: argparse.Namespace) -> int:
                 BRIDGE_BIRD_WORKSPACE_ID=DEFAULT_WORKSPACE_ID,
                 BRIDGE_BIRD_RATE_GET_PER_S=str(RATE_LIMIT),
                 BRIDGE_BIRD_RATE_POST_PER_S=str(RATE_LIMIT),
+                **dict(args.bridge_setting),
             )
             async with Child("bridge", bridge_argv("all"), port=port, env=env, log_dir=work) as b:
                 print(
@@ -732,6 +733,13 @@ def report(
     return 0 if ok else 1
 
 
+def bridge_setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("BRIDGE_"):
+        raise argparse.ArgumentTypeError(f"expected BRIDGE_NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -751,6 +759,14 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=120.0,
         help="seconds after the load for every command to be final",
+    )
+    parser.add_argument(
+        "--bridge-setting",
+        action="append",
+        default=[],
+        type=bridge_setting,
+        metavar="BRIDGE_NAME=VALUE",
+        help="an extra setting for the bridge (repeatable)",
     )
     args = parser.parse_args()
     if args.rate is None and shutil.which("wrk") is None:

@@ -25,7 +25,7 @@ import structlog
 
 from bridge.bird.client import AmbiguousBirdError, BirdClient
 from bridge.bird.policy import Backoff
-from bridge.commands.ledger import Entry, Ledger
+from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
 from bridge.commands.parse import Command
 from bridge.commands.results import Status, error_body, result_record
 from bridge.config import Config
@@ -96,7 +96,7 @@ class Executor:
             raise InvalidCommand(
                 "commandId", "already used for a different command; use a new commandId"
             )
-        final = entry.final_value() if entry is not None else None
+        final = await self.ledger.final_value(entry) if entry is not None else None
         if final is not None:
             await self._emit_bytes(command.command_id, final)
             return "replayed"
@@ -319,8 +319,14 @@ class Executor:
                 final_result=result,
             )
             await self.ledger.write(entry)
-        final = entry.final_value()
-        if entry.fingerprint == fingerprint and final is not None:
+        if entry.fingerprint != fingerprint:
+            return
+        try:
+            final = await self.ledger.final_value(entry)
+        except LedgerRecordMissing as missing:  # the dead letter still says what was wrong
+            log.warning("invalid command's earlier result is gone", error=str(missing))
+            return
+        if final is not None:
             await self._emit_bytes(exc.command_id, final)
 
     async def _finish(self, command: Command, entry: Entry, status: Status, **fields: Any) -> None:

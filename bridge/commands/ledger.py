@@ -32,9 +32,14 @@ log = structlog.get_logger("bridge.ledger")
 State = Literal["started", "accepted", "final"]
 _RANK: dict[str, int] = {"started": 0, "accepted": 1, "final": 2}
 BARRIER_KEY = b"\x00barrier"
+READ_BACK_EMPTY_POLLS = 20  # 500 ms each: the record is gone (retention, a broker that lost it)
 
 
-@dataclass(frozen=True)
+class LedgerRecordMissing(LookupError):
+    """A final entry's record cannot be read back from the ledger topic."""
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     command_id: str
     fingerprint: str
@@ -45,9 +50,11 @@ class Entry:
     connector: dict[str, Any] | None = None
     accepted_result: dict[str, Any] | None = None
     final_result: dict[str, Any] | None = None
-    final_record: bytes | None = None  # in memory only: see compact()
+    position: tuple[int, int] | None = None  # in memory only: see compact()
 
     def to_json(self) -> bytes:
+        if self.state == "final" and self.final_result is None:
+            raise ValueError("a compacted ledger entry cannot be written again")
         return orjson.dumps(
             {
                 "commandId": self.command_id,
@@ -58,11 +65,7 @@ class Entry:
                 "connectorId": self.connector_id,
                 "connector": self.connector,
                 "acceptedResult": self.accepted_result,
-                "finalResult": (
-                    orjson.Fragment(self.final_record)
-                    if self.final_record is not None
-                    else self.final_result
-                ),
+                "finalResult": self.final_result,
             }
         )
 
@@ -93,11 +96,10 @@ class Entry:
     def final(self, result: dict[str, Any]) -> Entry:
         return replace(self, state="final", final_result=result)
 
-    def compact(self) -> Entry:
-        """What memory keeps of a final entry: the result as the bytes to publish again,
-        nothing else (the connector and the accepted result are no longer needed)."""
-        if self.state != "final" or self.final_result is None:
-            return self
+    def compact(self, position: tuple[int, int]) -> Entry:
+        """What memory keeps of a final entry: who it is and where its record is in the
+        ledger topic (partition, offset), not the result. A command seen again after it
+        finished is rare; its result is read back from the topic then (``final_value``)."""
         return Entry(
             command_id=self.command_id,
             fingerprint=self.fingerprint,
@@ -105,14 +107,8 @@ class Entry:
             state="final",
             started_at=self.started_at,
             connector_id=self.connector_id,
-            final_record=orjson.dumps(self.final_result),
+            position=position,
         )
-
-    def final_value(self) -> bytes | None:
-        """The final result exactly as it was published."""
-        if self.final_record is not None:
-            return self.final_record
-        return orjson.dumps(self.final_result) if self.final_result is not None else None
 
 
 def newer(current: Entry | None, candidate: Entry) -> bool:
@@ -121,8 +117,9 @@ def newer(current: Entry | None, candidate: Entry) -> bool:
 
 @dataclass
 class Ledger:
-    """``entries`` holds every command started within ``BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S``
-    (final ones compacted); older final entries are forgotten, bounding memory."""
+    """``entries`` holds every command started within ``BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S``;
+    a final one only as its place in the topic (``Entry.compact``), and older final entries
+    are forgotten, bounding memory."""
 
     config: Config
     publisher: Publisher
@@ -132,6 +129,8 @@ class Ledger:
     _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
+    _reader: AIOKafkaConsumer | None = None
+    _reader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def topic(self) -> str:
@@ -146,10 +145,19 @@ class Ledger:
     async def write(self, entry: Entry) -> None:
         """Durably record ``entry`` (acks=all), then remember it."""
         record = Record(key=entry.command_id.encode(), value=entry.to_json())
-        await self.publisher.publish_durably(self.topic, record)
-        self._remember(entry)
+        metadata = await self.publisher.publish_durably(self.topic, record)
+        self._remember(entry, (metadata.partition, metadata.offset))
 
-    def _remember(self, entry: Entry) -> None:
+    async def final_value(self, entry: Entry) -> bytes | None:
+        """The final result of ``entry`` exactly as it was published; None if not final."""
+        if entry.state != "final":
+            return None
+        if entry.final_result is None:
+            assert entry.position is not None
+            entry = await self._read_back(entry.command_id, entry.position)
+        return orjson.dumps(entry.final_result)
+
+    def _remember(self, entry: Entry, position: tuple[int, int]) -> None:
         if not newer(self.entries.get(entry.command_id), entry):
             return
         if entry.state != "final":
@@ -160,7 +168,7 @@ class Ledger:
         if expiry <= now:
             self.entries.pop(entry.command_id, None)
             return
-        self.entries[entry.command_id] = entry.compact()
+        self.entries[entry.command_id] = entry.compact(position)
         self._expiries.append((expiry, entry.command_id))
         while self._expiries and self._expiries[0][0] <= now:
             _, command_id = self._expiries.popleft()
@@ -199,13 +207,13 @@ class Ledger:
                 continue
             for tp, records in batches.items():
                 for record in records:
-                    self._apply(record.key, record.value)
+                    self._apply(record.key, record.value, (tp.partition, record.offset))
                     self._positions[tp.partition] = record.offset + 1
             if batches:
                 async with self._progress:
                     self._progress.notify_all()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def _apply(self, key: bytes | None, value: bytes | None, position: tuple[int, int]) -> None:
         if key is None or key == BARRIER_KEY:
             return
         if value is None:  # tombstone
@@ -216,7 +224,42 @@ class Ledger:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("unreadable ledger record skipped", key=key.decode(errors="replace"))
             return
-        self._remember(entry)
+        self._remember(entry, position)
+
+    async def _read_back(self, command_id: str, position: tuple[int, int]) -> Entry:
+        """The final record of ``command_id``, read from ``position`` on (a later copy may
+        have replaced it under compaction). Waits through a Kafka outage like a publish
+        does: the command stays uncommitted meanwhile."""
+        partition, offset = position
+        tp = TopicPartition(self.topic, partition)
+        key = command_id.encode()
+        async with self._reader_lock:
+            if self._reader is None:
+                reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
+                await reader.start()
+                self._reader = reader
+            self._reader.assign([tp])
+            self._reader.seek(tp, offset)
+            empty = 0
+            while empty < READ_BACK_EMPTY_POLLS:
+                try:
+                    batches = await self._reader.getmany(tp, timeout_ms=500, max_records=500)
+                except KafkaError as exc:
+                    log.warning("ledger read-back failed, retrying", error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    self._reader.seek(tp, offset)
+                    continue
+                empty = 0 if batches else empty + 1
+                for record in batches.get(tp, []):
+                    if record.key != key or record.value is None:
+                        continue
+                    found = Entry.from_json(record.value)
+                    if found.state == "final" and found.final_result is not None:
+                        return found
+        raise LedgerRecordMissing(
+            f"the final ledger record of this command is gone from {self.topic} "
+            f"partition {partition} (offset {offset} on)"
+        )
 
     async def sync(self) -> None:
         """Return once every ledger record written before this call has been read."""
@@ -237,9 +280,10 @@ class Ledger:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+        for consumer in (self._consumer, self._reader):
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
 
 
 def _epoch(rfc3339_time: str) -> float:

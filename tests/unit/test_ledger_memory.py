@@ -1,4 +1,5 @@
-"""The ledger's memory: final entries are kept compact, and forgotten after the window."""
+"""The ledger's memory: final entries are kept as their place in the topic, and forgotten
+after the window."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
+import pytest
 
 from bridge import config as config_module
 from bridge.commands.ledger import Entry, Ledger
@@ -24,32 +26,40 @@ def entry(command_id: str, started: datetime, **fields: Any) -> Entry:
     return Entry(command_id, "fp", "create", "started", rfc3339(started), **fields)
 
 
-def test_a_final_entry_keeps_only_the_published_bytes() -> None:
+def test_a_final_entry_keeps_only_its_place_in_the_topic() -> None:
     now = datetime.now(UTC)
     final = entry("c-1", now).accepted({"id": "k-1", "big": "x" * 1000}, RESULT).final(RESULT)
-    compact = final.compact()
-    assert compact.connector is None
-    assert compact.accepted_result is None
-    assert compact.final_result is None
-    assert compact.final_value() == final.final_value() == orjson.dumps(RESULT)
-    # Written back to the topic, it is the same JSON as the full entry's.
-    assert orjson.loads(compact.to_json())["finalResult"] == RESULT
+    compact = final.compact((3, 41))
+    assert compact.position == (3, 41)
+    assert (compact.connector, compact.accepted_result, compact.final_result) == (None,) * 3
+    assert (compact.command_id, compact.fingerprint, compact.connector_id) == ("c-1", "fp", "k-1")
+    with pytest.raises(ValueError, match="compacted"):
+        compact.to_json()  # writing it would lose the result
+
+
+async def test_the_final_value_is_the_published_bytes() -> None:
+    memory = ledger()
+    final = entry("c-1", datetime.now(UTC)).final(RESULT)
+    assert await memory.final_value(final) == orjson.dumps(RESULT)
+    assert await memory.final_value(entry("c-2", datetime.now(UTC))) is None
 
 
 def test_final_entries_are_forgotten_after_the_window_others_are_kept() -> None:
     memory = ledger(window_s=3600)
     now = datetime.now(UTC)
-    memory._remember(entry("old", now - timedelta(hours=2)).final(RESULT))
-    memory._remember(entry("pending", now - timedelta(hours=2)))
-    memory._remember(entry("fresh", now).final(RESULT))
+    memory._remember(entry("old", now - timedelta(hours=2)).final(RESULT), (0, 1))
+    memory._remember(entry("pending", now - timedelta(hours=2)), (0, 2))
+    memory._remember(entry("fresh", now).final(RESULT), (0, 3))
     assert set(memory.entries) == {"pending", "fresh"}
-    assert memory.entries["fresh"].final_value() == orjson.dumps(RESULT)
+    assert memory.entries["fresh"].position == (0, 3)
+    assert memory.entries["fresh"].final_result is None
 
 
 def test_states_only_move_forward() -> None:
     memory = ledger()
     now = datetime.now(UTC)
     started = entry("c", now)
-    memory._remember(started.final(RESULT))
-    memory._remember(started)  # a late copy of an older state
+    memory._remember(started.final(RESULT), (1, 7))
+    memory._remember(started, (1, 5))  # a late copy of an older state
     assert memory.entries["c"].state == "final"
+    assert memory.entries["c"].position == (1, 7)
