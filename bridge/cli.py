@@ -11,6 +11,7 @@ from typing import cast
 
 from bridge import config as config_module
 from bridge import logs
+from bridge.allocator import fix_mmap_threshold
 from bridge.config import ROLES, Config, Role
 from bridge.errors import ConfigError
 
@@ -38,6 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail_config(exc)
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
+    fix_mmap_threshold()
     asyncio.run(serve(Bridge(config, roles)))
     return 0
 
@@ -51,6 +53,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from bridge.dev import run_dev
 
+    fix_mmap_threshold()
     return asyncio.run(
         run_dev(kafka_port=args.kafka_port, port=args.port, simulator_port=args.simulator_port)
     )

@@ -90,6 +90,11 @@ class WebhookIngest:
             max_entries=self.webhook.dedupe_max_entries, ttl_s=self.webhook.dedupe_ttl_s
         )
         self.in_flight: dict[str, asyncio.Future[None]] = {}
+        # How long a delivery may take to settle after its request gave up (503): the
+        # producer's own retries end within a few request timeouts.
+        self.settle_timeout_s = (
+            self.webhook.publish_timeout_s + 3 * config.kafka.request_timeout_ms / 1000
+        )
         rate = self.webhook.rate_limit_per_s
         self.limiter = KeyedLimiter(rate) if rate > 0 else None
 
@@ -143,28 +148,44 @@ class WebhookIngest:
         return web.Response(status=204)
 
     async def publish_once(self, event_id: str, record: Record) -> str:
+        """Publish ``record`` unless this delivery was published already; return the outcome.
+
+        A delivery stays in flight until Kafka settles it, not only until its request gives
+        up: a retry of a delivery answered 503 whose record is still on its way waits for
+        that same record instead of publishing a second copy."""
         if self.window.contains(event_id, self.clock()):
             self.metrics.webhook_duplicates.inc()
             return "duplicate"
-        pending = self.in_flight.get(event_id)
-        if pending is not None:
-            # The same delivery is being published right now: share its outcome.
-            await asyncio.wait([pending])
-            if pending.cancelled() or pending.exception() is not None:
-                raise PublishUnavailable("the same delivery could not be published")
-            self.metrics.webhook_duplicates.inc()
-            return "duplicate"
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.in_flight[event_id] = future
+        delivery = self.in_flight.get(event_id)
+        first = delivery is None
+        if delivery is None:
+            delivery = asyncio.ensure_future(self._deliver(event_id, record))
+            delivery.add_done_callback(_retrieve)
+            self.in_flight[event_id] = delivery
+        try:
+            async with asyncio.timeout(self.webhook.publish_timeout_s):
+                await asyncio.shield(delivery)
+        except TimeoutError:
+            raise PublishUnavailable(
+                f"Kafka did not acknowledge within {self.webhook.publish_timeout_s:g}s"
+            ) from None
+        if first:
+            return "published"
+        self.metrics.webhook_duplicates.inc()
+        return "duplicate"
+
+    async def _deliver(self, event_id: str, record: Record) -> None:
+        """Publish, waiting as long as Kafka may still deliver (not the request's timeout)."""
         try:
             await self.publisher.publish(
-                self.config.topics.events, record, timeout=self.webhook.publish_timeout_s
+                self.config.topics.events, record, timeout=self.settle_timeout_s
             )
-        except BaseException:
-            future.cancel()
-            raise
+            self.window.remember(event_id, self.clock())
         finally:
             del self.in_flight[event_id]
-        self.window.remember(event_id, self.clock())
-        future.set_result(None)
-        return "published"
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a failed delivery's error as seen: its requests may all have given up on it."""
+    if not task.cancelled():
+        task.exception()
