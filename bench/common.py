@@ -166,14 +166,20 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     raise RuntimeError(f"topic {topic} does not exist")
 
 
-async def read_topic(
-    bootstrap: str, topic: str, *, expect: int, idle_s: float = 2.0, timeout: float = 120.0
-) -> list[Message]:
-    """Every record of ``topic`` from the beginning: reads until ``expect`` arrived and then
-    ``idle_s`` pass without more (extras are caught too), or until ``timeout``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def read_event_ids(
+    bootstrap: str, topic: str, expected: set[str], *, idle_s: float = 3.0, timeout: float = 300
+) -> tuple[int, set[str]]:
+    """Reads ``topic`` from the beginning, keeping only each record's ``correlation-id``:
+    until every partition is at the high watermark of its last fetch, or every expected id was
+    seen and ``idle_s`` passed without more, or ``timeout``. Returns (records, distinct ids)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
-    records: list[Message] = []
+    records = 0
+    found: set[str] = set()
     try:
         partitions = await topic_partitions(consumer, topic)
         consumer.assign(partitions)
@@ -182,17 +188,27 @@ async def read_topic(
         last_new = time.monotonic()
         while time.monotonic() < deadline:
             batches: dict[Any, list[Message]] = await consumer.getmany(
-                timeout_ms=200, max_records=10_000
+                timeout_ms=500, max_records=20_000
             )
             for batch in batches.values():
-                records.extend(batch)
+                records += len(batch)
+                for record in batch:
+                    value = dict(record.headers).get("correlation-id")
+                    if value is not None:
+                        found.add(value.decode())
             if batches:
                 last_new = time.monotonic()
-            elif len(records) >= expect and time.monotonic() - last_new >= idle_s:
+                continue
+            caught_up = True
+            for tp in partitions:
+                highwater = consumer.highwater(tp)
+                caught_up &= highwater is not None and await consumer.position(tp) >= highwater
+            idle = time.monotonic() - last_new >= idle_s
+            if caught_up or (idle and expected <= found):
                 break
     finally:
         await consumer.stop()
-    return records
+    return records, found
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

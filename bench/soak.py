@@ -56,6 +56,7 @@ from bench.common import (
     bridge_argv,
     bridge_env,
     percentile,
+    read_event_ids,
     rss_mb,
     topic_partitions,
     verdict,
@@ -540,51 +541,6 @@ async def probe_rate(port: int, work: Path, args: argparse.Namespace) -> float:
         flush=True,
     )
     return result.rps
-
-
-async def read_event_ids(
-    bootstrap: str, topic: str, expected: set[str], *, idle_s: float = 3.0, timeout: float = 300
-) -> tuple[int, set[str]]:
-    """Reads ``topic`` from the beginning, keeping only each record's ``correlation-id``:
-    until every partition is at the high watermark of its last fetch, or every expected id was
-    seen and ``idle_s`` passed without more, or ``timeout``. Returns (records, distinct ids)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    records = 0
-    found: set[str] = set()
-    try:
-        partitions = await topic_partitions(consumer, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        deadline = time.monotonic() + timeout
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            batches: dict[Any, list[Message]] = await consumer.getmany(
-                timeout_ms=500, max_records=20_000
-            )
-            for batch in batches.values():
-                records += len(batch)
-                for record in batch:
-                    value = dict(record.headers).get("correlation-id")
-                    if value is not None:
-                        found.add(value.decode())
-            if batches:
-                last_new = time.monotonic()
-                continue
-            caught_up = True
-            for tp in partitions:
-                highwater = consumer.highwater(tp)
-                caught_up &= highwater is not None and await consumer.position(tp) >= highwater
-            idle = time.monotonic() - last_new >= idle_s
-            if caught_up or (idle and expected <= found):
-                break
-    finally:
-        await consumer.stop()
-    return records, found
 
 
 def rss_growth(samples: list[Sample], warmup: float) -> tuple[Sample, Sample, float]:
