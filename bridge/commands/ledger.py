@@ -32,7 +32,6 @@ log = structlog.get_logger("bridge.ledger")
 State = Literal["started", "accepted", "final"]
 _RANK: dict[str, int] = {"started": 0, "accepted": 1, "final": 2}
 BARRIER_KEY = b"\x00barrier"
-READ_BACK_EMPTY_POLLS = 20  # 500 ms each: the record is gone (retention, a broker that lost it)
 
 
 class LedgerRecordMissing(LookupError):
@@ -229,37 +228,45 @@ class Ledger:
     async def _read_back(self, command_id: str, position: tuple[int, int]) -> Entry:
         """The final record of ``command_id``, read from ``position`` on (a later copy may
         have replaced it under compaction). Waits through a Kafka outage like a publish
-        does: the command stays uncommitted meanwhile."""
+        does (the command stays uncommitted meanwhile); raises ``LedgerRecordMissing`` once
+        the partition was read to its end without it."""
         partition, offset = position
         tp = TopicPartition(self.topic, partition)
         key = command_id.encode()
         async with self._reader_lock:
-            if self._reader is None:
-                reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
-                await reader.start()
-                self._reader = reader
-            self._reader.assign([tp])
-            self._reader.seek(tp, offset)
-            empty = 0
-            while empty < READ_BACK_EMPTY_POLLS:
+            while True:
                 try:
-                    batches = await self._reader.getmany(tp, timeout_ms=500, max_records=500)
+                    reader = await self._started_reader()
+                    reader.assign([tp])
+                    reader.seek(tp, offset)
+                    while True:
+                        batches = await reader.getmany(tp, timeout_ms=500, max_records=500)
+                        for record in batches.get(tp, []):
+                            if record.key == key and record.value is not None:
+                                found = Entry.from_json(record.value)
+                                if found.state == "final" and found.final_result is not None:
+                                    return found
+                        end = reader.highwater(tp)
+                        if not batches and end is not None and await reader.position(tp) >= end:
+                            raise LedgerRecordMissing(
+                                f"the final ledger record of this command is gone from "
+                                f"{self.topic} partition {partition} (offset {offset} on)"
+                            )
                 except KafkaError as exc:
                     log.warning("ledger read-back failed, retrying", error=repr(exc))
                     await asyncio.sleep(1.0)
-                    self._reader.seek(tp, offset)
-                    continue
-                empty = 0 if batches else empty + 1
-                for record in batches.get(tp, []):
-                    if record.key != key or record.value is None:
-                        continue
-                    found = Entry.from_json(record.value)
-                    if found.state == "final" and found.final_result is not None:
-                        return found
-        raise LedgerRecordMissing(
-            f"the final ledger record of this command is gone from {self.topic} "
-            f"partition {partition} (offset {offset} on)"
-        )
+
+    async def _started_reader(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
+            try:
+                await reader.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await reader.stop()
+                raise
+            self._reader = reader
+        return self._reader
 
     async def sync(self) -> None:
         """Return once every ledger record written before this call has been read."""

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from bridge.commands import ledger as ledger_module
 from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
 from bridge.config import Config
 from bridge.events import rfc3339
@@ -74,10 +73,7 @@ async def test_a_finished_command_is_read_back_byte_for_byte(broker: EmbeddedBro
         assert await restarted.final_value(kept) == published
 
 
-async def test_a_record_that_is_gone_is_said_so(
-    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ledger_module, "READ_BACK_EMPTY_POLLS", 2)
+async def test_a_record_that_is_gone_is_said_so(broker: EmbeddedBroker) -> None:
     config = bridge_config(broker.bootstrap)
     await ensure_topics(config.kafka, [config.topics.ledger], compacted=[config.topics.ledger])
     async with ledger_of(config) as ledger:
