@@ -28,6 +28,11 @@ class Metrics:
             "Webhooks answered 2xx without publishing again (request id seen)",
             registry=r,
         )
+        self.webhook_deliveries_in_flight = Gauge(
+            "bridge_webhook_deliveries_in_flight",
+            "Webhook records in the producer and not yet settled by Kafka (also after a 503)",
+            registry=r,
+        )
         self.webhook_body_bytes = Histogram(
             "bridge_webhook_body_bytes", "Webhook body sizes", buckets=_SIZE_BUCKETS, registry=r
         )

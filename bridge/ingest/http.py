@@ -90,11 +90,10 @@ class WebhookIngest:
             max_entries=self.webhook.dedupe_max_entries, ttl_s=self.webhook.dedupe_ttl_s
         )
         self.in_flight: dict[str, asyncio.Future[None]] = {}
-        # How long a delivery may take to settle after its request gave up (503): the
-        # producer's own retries end within a few request timeouts.
-        self.settle_timeout_s = (
-            self.webhook.publish_timeout_s + 3 * config.kafka.request_timeout_ms / 1000
-        )
+        metrics.webhook_deliveries_in_flight.set_function(lambda: len(self.in_flight))
+        # How long a record in the producer may take to settle after its request gave up
+        # (503): the producer's own retries end within a few request timeouts.
+        self.settle_timeout_s = 3 * config.kafka.request_timeout_ms / 1000
         rate = self.webhook.rate_limit_per_s
         self.limiter = KeyedLimiter(rate) if rate > 0 else None
 
@@ -175,10 +174,15 @@ class WebhookIngest:
         return "duplicate"
 
     async def _deliver(self, event_id: str, record: Record) -> None:
-        """Publish, waiting as long as Kafka may still deliver (not the request's timeout)."""
+        """Publish. A record that reached the producer within the publish timeout is waited
+        for as long as Kafka may still deliver it; one that did not (the producer's buffer
+        was full) is given up with the request, so outages leave no pile of deliveries."""
         try:
             await self.publisher.publish(
-                self.config.topics.events, record, timeout=self.settle_timeout_s
+                self.config.topics.events,
+                record,
+                timeout=self.webhook.publish_timeout_s,
+                settle_timeout=self.settle_timeout_s,
             )
             self.window.remember(event_id, self.clock())
         finally:

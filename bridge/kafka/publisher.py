@@ -98,15 +98,25 @@ class Publisher:
         self.metrics.kafka_connected.labels("producer").set(1 if value else 0)
 
     async def publish(
-        self, topic: str, record: Record, *, timeout: float, partition: int | None = None
+        self,
+        topic: str,
+        record: Record,
+        *,
+        timeout: float,
+        partition: int | None = None,
+        settle_timeout: float | None = None,
     ) -> RecordMetadata:
-        """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``."""
+        """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``.
+
+        ``timeout`` bounds the whole. With ``settle_timeout``, a record that made it into
+        the producer within ``timeout`` is waited for that long from then on instead: for
+        a caller whose outcome outlives the request that started it."""
         if self.producer is None:
             self.failures(topic).inc()
             raise PublishUnavailable("not connected to Kafka yet")
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 future = await self.producer.send(
                     topic,
                     record.value,
@@ -117,6 +127,8 @@ class Publisher:
                 # Each record has its own future: cancelling our wait (timeout) leaves the
                 # batch alone. Its outcome is consumed either way.
                 future.add_done_callback(_retrieve)
+                if settle_timeout is not None:
+                    deadline.reschedule(asyncio.get_running_loop().time() + settle_timeout)
                 metadata: RecordMetadata = await future
         except MessageSizeTooLargeError as exc:
             self.failures(topic).inc()

@@ -244,3 +244,50 @@ async def test_broker_outage_answers_503_and_loses_nothing_acknowledged() -> Non
     # Nothing answered 204 is written twice; a record answered 503 may have reached Kafka
     # (the producer kept retrying) and again when Bird retried: same id, consumers dedupe.
     assert all(published.count(i) == 1 for i in acknowledged if not i.startswith("during-"))
+
+
+async def deliveries_in_flight(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(url + "/metrics") as answer:
+        text = await answer.text()
+    name = "bridge_webhook_deliveries_in_flight "
+    return float(next(line for line in text.splitlines() if line.startswith(name)).split()[1])
+
+
+async def test_an_outage_leaves_no_pile_of_deliveries_waiting() -> None:
+    """A 503'd delivery whose record is in the producer stays in flight until Kafka
+    settles it (so a retry cannot publish a second copy), but one that never got into the
+    producer is given up with its request: a long outage under load must not pile up
+    waiting deliveries. The producer holds at most about two batches per partition."""
+    with EmbeddedBroker() as broker:
+        config = bridge_config(
+            broker.bootstrap,
+            BRIDGE_WEBHOOK_PUBLISH_TIMEOUT_S="0.5",
+            BRIDGE_KAFKA_REQUEST_TIMEOUT_MS="1000",
+        )
+        async with running_bridge(config) as app, aiohttp.ClientSession() as session:
+            broker.kill()
+            gate = asyncio.Semaphore(40)
+            samples: list[float] = []
+
+            async def send(n: int) -> int:
+                async with gate:
+                    raw, headers = delivery(channel_event(), request_id=f"outage-{n}")
+                    status, _, _ = await post(session, app.url, raw, headers)
+                    return status
+
+            async def sample() -> None:
+                while True:
+                    samples.append(await deliveries_in_flight(session, app.url))
+                    await asyncio.sleep(0.05)
+
+            sampler = asyncio.create_task(sample())
+            statuses = await asyncio.gather(*(send(n) for n in range(400)))
+            sampler.cancel()
+            assert set(statuses) == {503}
+            # Some records waited past their 503, and never more than the producer holds.
+            assert 0 < max(samples) < 100, max(samples)
+            print(f"\noutage: 400 deliveries answered 503, at most {max(samples):g} in flight")
+            # The producer gives those records up after its own timeouts: nothing is left.
+            async with asyncio.timeout(15):
+                while await deliveries_in_flight(session, app.url):
+                    await asyncio.sleep(0.2)
