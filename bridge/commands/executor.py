@@ -94,7 +94,9 @@ class Executor:
         if entry is not None and entry.fingerprint != command.fingerprint:
             # No result: the commandId's result already exists and must not change.
             raise InvalidCommand(
-                "commandId", "already used for a different command; use a new commandId"
+                "commandId",
+                "already used for a different command; use a new commandId",
+                command.command_id,
             )
         final = await self.ledger.final_value(entry) if entry is not None else None
         if final is not None:

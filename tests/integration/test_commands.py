@@ -263,7 +263,9 @@ async def test_same_commandid_with_other_content_is_dead_lettered(broker: Embedd
             broker.bootstrap, s.bridge.bridge.config.topics.dead_letter, expect=1
         )
         assert len(dead) == 1
-        assert b"already used for a different command" in dict(dead[0].headers)["dlq-reason"]
+        headers = dict(dead[0].headers)
+        assert b"already used for a different command" in headers["dlq-reason"]
+        assert headers["correlation-id"] == command["commandId"].encode()
         assert s.client.results.final(command["commandId"]) == first
         assert len(await bird_connectors(s.sim_url)) == 1
 
