@@ -36,7 +36,10 @@ def build_command(
         template = template or "sms-messagebird:1"
         args = dict(arguments or {})
         if template == "sms-messagebird:1":
-            args.setdefault("phoneNumberId", str(uuid.uuid4()))
+            # Derived from the commandId: the same command sent again is the same command
+            # (answered again, not refused as a reused commandId).
+            number_id = uuid.uuid5(uuid.NAMESPACE_URL, command["commandId"])
+            args.setdefault("phoneNumberId", str(number_id))
             args.setdefault("channelMessageType", "transactional")
         command["connector"] = {
             "connectorTemplateRef": template,
