@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -91,8 +92,8 @@ class WebhookIngest:
         )
         self.in_flight: dict[str, asyncio.Future[None]] = {}
         metrics.webhook_deliveries_in_flight.set_function(lambda: len(self.in_flight))
-        # How long a record in the producer may take to settle after its request gave up
-        # (503): the producer's own retries end within a few request timeouts.
+        # How long a record in the producer may still take to settle after its request
+        # gave up (503): the producer's own retries end within a few request timeouts.
         self.settle_timeout_s = 3 * config.kafka.request_timeout_ms / 1000
         rate = self.webhook.rate_limit_per_s
         self.limiter = KeyedLimiter(rate) if rate > 0 else None
@@ -149,47 +150,67 @@ class WebhookIngest:
     async def publish_once(self, event_id: str, record: Record) -> str:
         """Publish ``record`` unless this delivery was published already; return the outcome.
 
-        A delivery stays in flight until Kafka settles it, not only until its request gives
-        up: a retry of a delivery answered 503 whose record is still on its way waits for
-        that same record instead of publishing a second copy."""
+        A delivery whose record entered the producer stays in flight until Kafka settles
+        it, also after its request gave up (503): a retry that comes meanwhile waits for
+        that record instead of publishing a second copy. A record that never entered the
+        producer (its buffer full in an outage) is given up with its request."""
         if self.window.contains(event_id, self.clock()):
             self.metrics.webhook_duplicates.inc()
             return "duplicate"
-        delivery = self.in_flight.get(event_id)
-        first = delivery is None
-        if delivery is None:
-            delivery = asyncio.ensure_future(self._deliver(event_id, record))
-            delivery.add_done_callback(_retrieve)
-            self.in_flight[event_id] = delivery
-        try:
-            async with asyncio.timeout(self.webhook.publish_timeout_s):
-                await asyncio.shield(delivery)
-        except TimeoutError:
-            raise PublishUnavailable(
-                f"Kafka did not acknowledge within {self.webhook.publish_timeout_s:g}s"
-            ) from None
-        if first:
-            return "published"
-        self.metrics.webhook_duplicates.inc()
-        return "duplicate"
+        pending = self.in_flight.get(event_id)
+        if pending is not None:
+            try:
+                async with asyncio.timeout(self.webhook.publish_timeout_s):
+                    await asyncio.wait([pending])
+            except TimeoutError:
+                raise PublishUnavailable("the same delivery is still on its way") from None
+            if pending.cancelled():
+                raise PublishUnavailable("the same delivery could not be published")
+            self.metrics.webhook_duplicates.inc()
+            return "duplicate"
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.in_flight[event_id] = outcome
+        handed_over = False
 
-    async def _deliver(self, event_id: str, record: Record) -> None:
-        """Publish. A record that reached the producer within the publish timeout is waited
-        for as long as Kafka may still deliver it; one that did not (the producer's buffer
-        was full) is given up with the request, so outages leave no pile of deliveries."""
+        def on_its_way(delivery: asyncio.Future[Any]) -> None:
+            nonlocal handed_over
+            handed_over = True
+            self._follow(event_id, outcome, delivery)
+
         try:
             await self.publisher.publish(
                 self.config.topics.events,
                 record,
                 timeout=self.webhook.publish_timeout_s,
-                settle_timeout=self.settle_timeout_s,
+                on_timeout=on_its_way,
             )
-            self.window.remember(event_id, self.clock())
-        finally:
+        except BaseException:
+            if not handed_over:
+                self._settle(event_id, outcome, published=False)
+            raise
+        self._settle(event_id, outcome, published=True)
+        return "published"
+
+    def _follow(self, event_id: str, outcome: asyncio.Future[None], delivery: Any) -> None:
+        """Keep a 503'd delivery in flight until Kafka settles its record (or the bound)."""
+        give_up = asyncio.get_running_loop().call_later(
+            self.settle_timeout_s, self._settle, event_id, outcome, False
+        )
+
+        def settled(done: asyncio.Future[Any]) -> None:
+            give_up.cancel()
+            ok = not done.cancelled() and done.exception() is None
+            self._settle(event_id, outcome, published=ok)
+
+        delivery.add_done_callback(settled)
+
+    def _settle(self, event_id: str, outcome: asyncio.Future[None], published: bool) -> None:
+        if outcome.done():
+            return
+        if self.in_flight.get(event_id) is outcome:
             del self.in_flight[event_id]
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    """Mark a failed delivery's error as seen: its requests may all have given up on it."""
-    if not task.cancelled():
-        task.exception()
+        if published:
+            self.window.remember(event_id, self.clock())
+            outcome.set_result(None)
+        else:
+            outcome.cancel()

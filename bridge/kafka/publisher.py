@@ -104,19 +104,20 @@ class Publisher:
         *,
         timeout: float,
         partition: int | None = None,
-        settle_timeout: float | None = None,
+        on_timeout: Callable[[asyncio.Future[RecordMetadata]], None] | None = None,
     ) -> RecordMetadata:
         """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``.
 
-        ``timeout`` bounds the whole. With ``settle_timeout``, a record that made it into
-        the producer within ``timeout`` is waited for that long from then on instead: for
-        a caller whose outcome outlives the request that started it."""
+        When the wait times out after the record entered the producer, the record may
+        still be delivered: ``on_timeout`` then gets its delivery future, which settles
+        later (for a caller that must know the outcome beyond its own request)."""
         if self.producer is None:
             self.failures(topic).inc()
             raise PublishUnavailable("not connected to Kafka yet")
         started = time.perf_counter()
+        future: asyncio.Future[RecordMetadata] | None = None
         try:
-            async with asyncio.timeout(timeout) as deadline:
+            async with asyncio.timeout(timeout):
                 future = await self.producer.send(
                     topic,
                     record.value,
@@ -127,14 +128,16 @@ class Publisher:
                 # Each record has its own future: cancelling our wait (timeout) leaves the
                 # batch alone. Its outcome is consumed either way.
                 future.add_done_callback(_retrieve)
-                if settle_timeout is not None:
-                    deadline.reschedule(asyncio.get_running_loop().time() + settle_timeout)
-                metadata: RecordMetadata = await future
+                metadata: RecordMetadata = await (
+                    future if on_timeout is None else asyncio.shield(future)
+                )
         except MessageSizeTooLargeError as exc:
             self.failures(topic).inc()
             raise RecordTooLarge from exc
         except (KafkaError, TimeoutError) as exc:
             self.failures(topic).inc()
+            if on_timeout is not None and future is not None and not future.done():
+                on_timeout(future)
             raise PublishUnavailable(f"Kafka did not acknowledge within {timeout:g}s") from exc
         self.latency(topic).observe(time.perf_counter() - started)
         return metadata
