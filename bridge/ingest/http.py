@@ -191,7 +191,9 @@ class WebhookIngest:
         self._settle(event_id, outcome, published=True)
         return "published"
 
-    def _follow(self, event_id: str, outcome: asyncio.Future[None], delivery: Any) -> None:
+    def _follow(
+        self, event_id: str, outcome: asyncio.Future[None], delivery: asyncio.Future[Any]
+    ) -> None:
         """Keep a 503'd delivery in flight until Kafka settles its record (or the bound)."""
         give_up = asyncio.get_running_loop().call_later(
             self.settle_timeout_s, self._settle, event_id, outcome, False
