@@ -45,7 +45,6 @@ from tests.reliability.tcp_proxy import TcpProxy
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WS = f"/workspaces/{DEFAULT_WORKSPACE_ID}"
-OUTAGE_S = 5.0
 
 
 @asynccontextmanager
@@ -150,13 +149,21 @@ async def test_bursts_of_429_5xx_timeouts_and_cut_connections(broker: EmbeddedBr
         await simulator.stop()
 
 
-@pytest.mark.parametrize("outage", ["every-request-503", "connection-refused"])
+@pytest.mark.parametrize(
+    ("outage", "outage_s", "patient_s", "hasty_s"),
+    [
+        ("every-request-503", 5.0, 8, 2),
+        ("connection-refused", 5.0, 8, 2),
+        ("every-request-503", 60.0, 90, 30),
+    ],
+    ids=["503-5s", "refused-5s", "503-a-minute"],
+)
 async def test_bird_down_shorter_and_longer_than_the_deadline(
-    broker: EmbeddedBroker, outage: str
+    broker: EmbeddedBroker, outage: str, outage_s: float, patient_s: int, hasty_s: int
 ) -> None:
-    """Bird is unavailable for 5 s. A bridge whose command deadline is 8 s carries every
-    command through it; one whose deadline is 2 s fails them ``bird_unavailable``,
-    retryable, and creates nothing. Both bridges see the same outage."""
+    """Bird is unavailable for ``outage_s``. A bridge whose command deadline is longer
+    carries every command through it; one whose deadline is shorter fails them
+    ``bird_unavailable``, retryable, and creates nothing. Both see the same outage."""
     simulator = fast_simulator()
     await simulator.start()
     proxy = TcpProxy("127.0.0.1", simulator.port or 0)
@@ -165,10 +172,10 @@ async def test_bird_down_shorter_and_longer_than_the_deadline(
     try:
         async with AsyncExitStack() as stack:
             patient = await stack.enter_async_context(
-                commands_bridge(broker, bird_url, BRIDGE_COMMANDS_DEADLINE_S="8")
+                commands_bridge(broker, bird_url, BRIDGE_COMMANDS_DEADLINE_S=str(patient_s))
             )
             hasty = await stack.enter_async_context(
-                commands_bridge(broker, bird_url, BRIDGE_COMMANDS_DEADLINE_S="2")
+                commands_bridge(broker, bird_url, BRIDGE_COMMANDS_DEADLINE_S=str(hasty_s))
             )
             targets = {
                 name: await create_at_bird(simulator, name) for name in ("p-del", "p-get", "h-del")
@@ -195,7 +202,7 @@ async def test_bird_down_shorter_and_longer_than_the_deadline(
                 await patient.send(c)
             for c in hasty_commands:
                 await hasty.send(c)
-            await asyncio.sleep(OUTAGE_S - (time.monotonic() - down))
+            await asyncio.sleep(outage_s - (time.monotonic() - down))
             if outage == "every-request-503":
                 await simulator_json(simulator.url, "DELETE", "/_simulator/faults/script")
             else:
@@ -235,8 +242,8 @@ async def test_bird_down_shorter_and_longer_than_the_deadline(
         assert names == sorted(["h create", "h-del", "p create", "p-get"])
         assert await processed_creates(simulator.url) == 3 + 2
         print(
-            f"\noutage {outage}: {OUTAGE_S:g}s; deadline 8s -> {len(patient_ids)} succeeded; "
-            f"deadline 2s -> {len(hasty_ids)} failed bird_unavailable; "
+            f"\noutage {outage}: {outage_s:g}s; deadline {patient_s}s -> {len(patient_ids)} "
+            f"succeeded; deadline {hasty_s}s -> {len(hasty_ids)} failed bird_unavailable; "
             f"Bird back at +{up - down:.1f}s; last patient final {recovered:.1f}s later"
         )
     finally:
