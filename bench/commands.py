@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bench.common import (
     Child,
@@ -37,7 +37,7 @@ from bench.common import (
     bridge_env,
     percentile,
     table,
-    topic_partitions,
+    tail_topic,
     verdict,
 )
 from bridge import logs
@@ -53,6 +53,17 @@ from bridge.simulator.settings import (
 FINAL = ("succeeded", "failed")
 RATE_LIMIT = 100_000  # per second, at the simulator and in the bridge: never the bottleneck
 TARGET_RATIO = 50
+
+
+def simulator_settings(url: str) -> dict[str, str]:
+    """The bridge's Bird settings for the simulator at ``url``, its rate limits raised."""
+    return {
+        "BRIDGE_BIRD_API_URL": url,
+        "BRIDGE_BIRD_ACCESS_KEY": DEV_ACCESS_KEY,
+        "BRIDGE_BIRD_WORKSPACE_ID": DEFAULT_WORKSPACE_ID,
+        "BRIDGE_BIRD_RATE_GET_PER_S": str(RATE_LIMIT),
+        "BRIDGE_BIRD_RATE_POST_PER_S": str(RATE_LIMIT),
+    }
 
 
 def create_command(command_id: str) -> dict[str, Any]:
@@ -114,28 +125,8 @@ class Results:
 @asynccontextmanager
 async def results_reader(bootstrap: str, topic: str) -> AsyncIterator[Results]:
     results = Results()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-
-    async def read() -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                for record in records:
-                    results.add(record)
-
-    try:
-        partitions = await topic_partitions(consumer, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        task = asyncio.create_task(read())
-        try:
-            yield results
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    finally:
-        await consumer.stop()
+    async with tail_topic(bootstrap, topic, results.add):
+        yield results
 
 
 @dataclass
@@ -169,11 +160,7 @@ async def run_level(
         broker.bootstrap,
         port,
         suffix,
-        BRIDGE_BIRD_API_URL=sim.url,
-        BRIDGE_BIRD_ACCESS_KEY=DEV_ACCESS_KEY,
-        BRIDGE_BIRD_WORKSPACE_ID=DEFAULT_WORKSPACE_ID,
-        BRIDGE_BIRD_RATE_GET_PER_S=str(RATE_LIMIT),
-        BRIDGE_BIRD_RATE_POST_PER_S=str(RATE_LIMIT),
+        **simulator_settings(sim.url),
         BRIDGE_COMMANDS_MAX_IN_FLIGHT=str(in_flight),
         BRIDGE_COMMANDS_FOLLOW_INTERVAL_S=str(args.follow_interval),
     )

@@ -11,7 +11,8 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -164,6 +165,36 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
             return [TopicPartition(topic, p) for p in sorted(found)]
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} does not exist")
+
+
+@asynccontextmanager
+async def tail_topic(
+    bootstrap: str, topic: str, on_record: Callable[[Message], None]
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Hands every record of ``topic``, from the beginning, to ``on_record`` in a task (the
+    value of the block) until the block ends."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+
+    async def read() -> None:
+        while True:
+            batches: dict[Any, list[Message]] = await consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                for record in records:
+                    on_record(record)
+
+    try:
+        partitions = await topic_partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        task = asyncio.create_task(read())
+        try:
+            yield task
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await consumer.stop()
 
 
 async def read_event_ids(

@@ -43,9 +43,9 @@ from typing import IO, Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from bench.commands import FINAL, RATE_LIMIT, create_command
+from bench.commands import FINAL, RATE_LIMIT, create_command, simulator_settings
 from bench.common import (
     HOST,
     PUBLIC_URL,
@@ -58,7 +58,7 @@ from bench.common import (
     percentile,
     read_event_ids,
     rss_mb,
-    topic_partitions,
+    tail_topic,
     verdict,
 )
 from bench.ingest import TIMESTAMP, channel_event, lua_script, run_wrk, webhook_outcomes
@@ -67,8 +67,6 @@ from bridge.ingest.verify import sign
 from bridge.kafka.embedded import EmbeddedBroker, free_port
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import (
-    DEFAULT_WORKSPACE_ID,
-    DEV_ACCESS_KEY,
     FaultSettings,
     SimulatorSettings,
 )
@@ -369,36 +367,23 @@ async def command_flow(
     """Reads the results topic and sends creates at ``--commands-per-s`` for the duration."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     flow = CommandFlow(producer, commands_topic, f"soak-{run}", args.delete_after)
-
-    async def read() -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    flow.add(record)
-
     try:
-        partitions = await topic_partitions(consumer, results_topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        count = int(args.duration * args.commands_per_s)
-        reader = asyncio.create_task(read())  # runs until the end, so not in flow.tasks
-        creates = asyncio.create_task(flow.send_creates(count, args.commands_per_s))
-        flow.tasks.add(creates)
-        tasks = [reader, creates]
-        for task in tasks:
-            task.add_done_callback(flow._task_done)
-        try:
-            yield flow
-        finally:
-            for task in [*tasks, *flow.tasks]:
-                task.cancel()
-            await asyncio.gather(*tasks, *flow.tasks, return_exceptions=True)
+        # The reader runs until the end, so it is not in flow.tasks.
+        async with tail_topic(bootstrap, results_topic, flow.add) as reader:
+            count = int(args.duration * args.commands_per_s)
+            creates = asyncio.create_task(flow.send_creates(count, args.commands_per_s))
+            flow.tasks.add(creates)
+            for task in (reader, creates):
+                task.add_done_callback(flow._task_done)
+            try:
+                yield flow
+            finally:
+                pending = [creates, *flow.tasks]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
     finally:
-        await consumer.stop()
         await producer.stop()
 
 
@@ -576,11 +561,7 @@ async def main(args: argparse.Namespace) -> int:
                 broker.bootstrap,
                 port,
                 suffix,
-                BRIDGE_BIRD_API_URL=sim.url,
-                BRIDGE_BIRD_ACCESS_KEY=DEV_ACCESS_KEY,
-                BRIDGE_BIRD_WORKSPACE_ID=DEFAULT_WORKSPACE_ID,
-                BRIDGE_BIRD_RATE_GET_PER_S=str(RATE_LIMIT),
-                BRIDGE_BIRD_RATE_POST_PER_S=str(RATE_LIMIT),
+                **simulator_settings(sim.url),
                 **dict(args.bridge_setting),
             )
             async with Child("bridge", bridge_argv("all"), port=port, env=env, log_dir=work) as b:

@@ -169,12 +169,10 @@ class Ledger:
             return
         self.entries[entry.command_id] = entry.compact(position)
         self._expiries.append((expiry, entry.command_id))
+        # Only final entries are queued, and a final entry is never replaced by another
+        # state: whatever sits under an expired id is that final entry.
         while self._expiries and self._expiries[0][0] <= now:
-            _, command_id = self._expiries.popleft()
-            old = self.entries.get(command_id)
-            window = self.config.commands.idempotency_window_s
-            if old is not None and old.state == "final" and _epoch(old.started_at) + window <= now:
-                del self.entries[command_id]
+            self.entries.pop(self._expiries.popleft()[1], None)
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
