@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bridge.config import Config, Role
 from bridge.errors import BridgeError, PublishUnavailable
+from bridge.http_server import HttpRunner
 from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
 from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
@@ -130,7 +131,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(bridge: Bridge) -> web.Application:
-    app = web.Application(middlewares=[request_log], handler_args={"max_field_size": 8190})
+    handler_args = {
+        "max_field_size": 8190,
+        "keepalive_timeout": bridge.config.http_keepalive_timeout_s,
+    }
+    app = web.Application(middlewares=[request_log], handler_args=handler_args)
     app[BRIDGE] = bridge
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -146,6 +151,18 @@ def build_app(bridge: Bridge) -> web.Application:
 
         app.cleanup_ctx.append(commands_ctx)
     return app
+
+
+def make_runner(bridge: Bridge, *, shutdown_timeout: float) -> web.AppRunner:
+    """The bridge app's runner, with the request-head deadline (``bridge.http_server``)."""
+    timed_out = bridge.metrics.http_connections_timed_out
+    return HttpRunner(
+        build_app(bridge),
+        header_timeout_s=bridge.config.http_header_timeout_s,
+        on_timeout=lambda phase: timed_out.labels(phase).inc(),
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+    )
 
 
 async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -194,9 +211,7 @@ async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(
-        build_app(bridge), access_log=None, shutdown_timeout=config.shutdown_timeout_s * 0.5
-    )
+    runner = make_runner(bridge, shutdown_timeout=config.shutdown_timeout_s * 0.5)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
     await site.start()

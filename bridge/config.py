@@ -135,6 +135,8 @@ class Config:
     commands: CommandsConfig
     http_host: str = env("HTTP_HOST")
     http_port: int = env("HTTP_PORT", minimum=0)
+    http_header_timeout_s: float = env("HTTP_HEADER_TIMEOUT_S", minimum=0.1)
+    http_keepalive_timeout_s: float = env("HTTP_KEEPALIVE_TIMEOUT_S", minimum=0.1)
     log_format: str = env("LOG_FORMAT", choices=("json", "console"))
     log_level: str = env("LOG_LEVEL", choices=("debug", "info", "warning", "error"))
     shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_S", minimum=0.1)
@@ -228,6 +230,8 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S": str(7 * 24 * 3600),
     "BRIDGE_HTTP_HOST": "0.0.0.0",
     "BRIDGE_HTTP_PORT": "8080",
+    "BRIDGE_HTTP_HEADER_TIMEOUT_S": "10",
+    "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S": "75",
     "BRIDGE_LOG_FORMAT": "json",
     "BRIDGE_LOG_LEVEL": "info",
     "BRIDGE_SHUTDOWN_TIMEOUT_S": "20",

@@ -49,6 +49,15 @@ class Metrics:
         self.kafka_connected = Gauge(
             "bridge_kafka_connected", "1 while the client reaches Kafka", ["client"], registry=r
         )
+        self.http_connections_timed_out = Counter(
+            "bridge_http_connections_timed_out",
+            "Connections the server closed: request head incomplete in time (headers) "
+            "or idle between requests (idle)",
+            ["phase"],
+            registry=r,
+        )
+        for phase in ("headers", "idle"):
+            self.http_connections_timed_out.labels(phase)
         # Commands.
         self.commands = Counter(
             "bridge_commands",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bridge.app import Bridge, bound_port, build_app
+from bridge.app import Bridge, bound_port, make_runner
 from bridge.config import Config, Role
 
 
@@ -24,7 +24,7 @@ async def running_bridge(
     config: Config, roles: Sequence[Role] = ("ingest",), *, wait_ready: bool = True
 ) -> AsyncIterator[RunningBridge]:
     bridge = Bridge(config, list(roles))
-    runner = web.AppRunner(build_app(bridge), access_log=None, shutdown_timeout=5)
+    runner = make_runner(bridge, shutdown_timeout=5)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

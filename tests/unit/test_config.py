@@ -106,3 +106,14 @@ def test_example_config_file_loads() -> None:
     example = Path(__file__).parents[2] / "config" / "bridge.example.toml"
     config = load({"BRIDGE_CONFIG_FILE": str(example)})
     assert config.kafka.bootstrap_servers
+
+
+def test_http_connection_timeouts_default_to_bounded_values_and_refuse_zero() -> None:
+    config = load({})
+    assert (config.http_header_timeout_s, config.http_keepalive_timeout_s) == (10, 75)
+    with pytest.raises(ConfigError) as caught:
+        load({"BRIDGE_HTTP_HEADER_TIMEOUT_S": "0", "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S": "0"})
+    assert sorted(caught.value.problems) == [
+        "BRIDGE_HTTP_HEADER_TIMEOUT_S: must be at least 0.1, got '0'",
+        "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S: must be at least 0.1, got '0'",
+    ]
