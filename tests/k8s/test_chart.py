@@ -195,6 +195,15 @@ def test_grace_period_follows_the_shutdown_timeout() -> None:
     assert grace == {"ingest": 43 + 5 + 10, "commands": 43 + 0 + 10}
 
 
+def test_connection_timeouts_reach_the_bridge() -> None:
+    values = merge(
+        load_values("default-values.yaml"),
+        {"config": {"httpHeaderTimeoutSeconds": 2.5, "httpKeepaliveTimeoutSeconds": 620}},
+    )
+    loaded = bridge_config.load(configmap_data(render(values)))
+    assert (loaded.http_header_timeout_s, loaded.http_keepalive_timeout_s) == (2.5, 620)
+
+
 def test_prestop_exec_handler_uses_python_from_the_image() -> None:
     values = merge(load_values("default-values.yaml"), {"lifecycle": {"preStopHandler": "exec"}})
     ingest = render(values).named("Deployment", component_name("ingest"))
