@@ -5,6 +5,9 @@ aiohttp closes idle keep-alive connections after ``keepalive_timeout`` (set in
 long. Here a request head must arrive within ``BRIDGE_HTTP_HEADER_TIMEOUT_S``: from the
 connection's start for its first request, and from the first byte of each later one.
 One timer per connection at most, none for a request whose head comes in one read.
+It reads aiohttp's ``RequestHandler`` internals (``_request_count``, ``_waiter``,
+``_process_keepalive``; 3.14, as locked): tests/security/test_http_deadlines.py fails
+if they change.
 """
 
 from __future__ import annotations
