@@ -143,6 +143,7 @@ class WebhookIngest:
             request_id=request_id,
             default_workspace_id=self.config.bird.workspace_id,
             received_at=datetime.now(UTC),
+            origin="webhook",
         )
         request[OUTCOME] = await self.publish_once(event_id(request_id, body), record)
         return web.Response(status=204)
