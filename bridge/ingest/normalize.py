@@ -86,9 +86,11 @@ def normalize_event(
     default_workspace_id: str | None,
     received_at: datetime,
     origin: Origin,
+    trace: tuple[tuple[str, bytes], ...] = (),
 ) -> Record:
     """Build the Kafka record (key = channel id, else workspace id) for one webhook, or for
-    one channel state found by reconciliation (``origin``, the ``birdorigin`` extension)."""
+    one channel state found by reconciliation (``origin``, the ``birdorigin`` extension).
+    ``trace`` holds the W3C Trace Context headers the record carries (``trace.py``)."""
     payload = body.get("payload")
     fields = payload if isinstance(payload, Mapping) else {}
     data: dict[str, Any] = {}
@@ -124,7 +126,10 @@ def normalize_event(
         extensions=extensions,
     )
     try:
-        return to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
+        record = to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
     except orjson.JSONEncodeError:
         # orjson reads 1024 levels of nesting but writes at most 254.
         raise BadPayload("body nests too deeply to be published") from None
+    if trace:
+        record = Record(key=record.key, value=record.value, headers=record.headers + trace)
+    return record
