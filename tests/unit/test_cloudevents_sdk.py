@@ -1,56 +1,28 @@
 """Every CloudEvent record the bridge writes is read by the official CloudEvents SDK
 (PyPI ``cloudevents`` 2.x, Kafka binding, structured mode): contract section 9.
 
-The SDK checks the required attributes, ``subject``, ``time`` (RFC 3339 with a zone) and
-the extension names; it does not check that ``source`` is a URI-reference, so
-``assert_uri_reference`` does that (RFC 3986, section 4.1). Dead letters carry the
-original bytes and the ledger is internal JSON: neither is a CloudEvent.
+Here every kind of record, from the pure builders, with generated webhook payloads;
+tests/integration/test_cloudevents_records.py reads what a running bridge wrote. Dead
+letters carry the original bytes and the ledger is internal JSON: neither is a CloudEvent.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, get_args
 from urllib.parse import unquote
 
 import orjson
 import pytest
-from cloudevents.core.base import BaseCloudEvent
-from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.commands.results import Status, error_body, result_record
-from bridge.events import CLOUDEVENTS_CONTENT_TYPE, Record
+from bridge.events import Record
 from bridge.ingest.normalize import normalize_event, parse_body
+from tests.cloudevents_helpers import read_with_sdk
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-
-# RFC 3986 section 4.1: URI-reference = URI / relative-ref. Our sources have no authority.
-_PCT = r"%[0-9A-Fa-f]{2}"
-_PCHAR = rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|{_PCT})"
-_URI_REFERENCE = re.compile(
-    rf"(?P<scheme>[A-Za-z][A-Za-z0-9+\-.]*:)?(?P<path>(?:{_PCHAR}|/)*)"
-    rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
-)
-
-
-def assert_uri_reference(value: str) -> None:
-    match = _URI_REFERENCE.fullmatch(value)
-    assert match is not None, f"not a URI-reference: {value!r}"
-    if match["scheme"] is None:  # a relative-ref's first segment holds no ':'
-        assert ":" not in match["path"].split("/", 1)[0], value
-
-
-def read_with_sdk(record: Record) -> BaseCloudEvent:
-    """What a consumer using the SDK's structured Kafka reader gets from this record."""
-    headers = dict(record.headers)
-    assert headers["content-type"] == CLOUDEVENTS_CONTENT_TYPE.encode()
-    event = from_structured_event(KafkaMessage(headers=headers, key=record.key, value=record.value))
-    assert_uri_reference(event.get_source())
-    return event
-
 
 # -- channel events -------------------------------------------------------------------------
 
