@@ -81,7 +81,7 @@ async def request_log(
         response = await handler(request)
         outcome = request.get(OUTCOME, "ok")
     except PublishUnavailable as exc:
-        outcome = "unavailable"
+        outcome = exc.outcome
         request[CAUSE] = repr(exc.__cause__ or exc)
         response = web.json_response(
             {"error": exc.reason},
@@ -89,7 +89,7 @@ async def request_log(
             headers={"Retry-After": str(bridge.config.webhook.retry_after_s)},
         )
     except BridgeError as exc:
-        outcome = type(exc).__name__
+        outcome = exc.outcome
         response = web.json_response(
             {"error": exc.reason}, status=exc.http_status, headers=exc.headers()
         )

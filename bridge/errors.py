@@ -1,11 +1,11 @@
 """The bridge's error tree (pure; no I/O).
 
-    BridgeError                      base; ``http_status`` and ``retryable`` are class facts
+    BridgeError                      base; ``http_status``, ``retryable``, ``outcome``: class facts
     ├── ConfigError                  start-up settings; every problem, each naming its variable
     ├── WebhookRejected              an inbound webhook we refuse (4xx, with a reason)
-    │   ├── UnsupportedMediaType     415
     │   ├── PayloadTooLarge          413
     │   ├── BadSignature             401
+    │   │   └── SignatureMismatch    well-formed, but matches no key (logged with the URLs)
     │   ├── BadPayload               400
     │   ├── RequestTimeout           408 (body not received in time)
     │   └── TooManyRequests          429 (inbound rate limit, with Retry-After)
@@ -15,6 +15,8 @@
     └── BirdError                    a Bird API failure (code, message, details, status, retryable)
 
 Third-party exceptions (aiohttp, aiokafka) are translated into these once, at the edge.
+``outcome`` is the webhook's ``outcome`` label and log field (snake_case, like ``published``):
+dashboards use it, so it is spelled out here and does not follow class renames.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class BridgeError(Exception):
     http_status: int = 500
     retryable: bool = False
     reason: str = "internal error"
+    outcome: str = "error"
 
     def __init__(self, reason: str | None = None) -> None:
         if reason is not None:
@@ -46,32 +49,41 @@ class ConfigError(BridgeError):
 
 class WebhookRejected(BridgeError):
     http_status = 400
-
-
-class UnsupportedMediaType(WebhookRejected):
-    http_status = 415
+    outcome = "rejected"
 
 
 class PayloadTooLarge(WebhookRejected):
     http_status = 413
+    outcome = "payload_too_large"
 
 
 class BadSignature(WebhookRejected):
     http_status = 401
+    outcome = "bad_signature"
+
+
+class SignatureMismatch(BadSignature):
+    """Well-formed signature headers that match no key: most often the URL differs from the
+    one Bird signed (trailing slash, host, scheme), or the key is not the subscription's."""
+
+    reason = "signature does not match"
 
 
 class BadPayload(WebhookRejected):
     http_status = 400
+    outcome = "bad_payload"
 
 
 class RequestTimeout(WebhookRejected):
     http_status = 408
+    outcome = "request_timeout"
 
 
 class TooManyRequests(WebhookRejected):
     """Over the inbound per-client rate limit; ``retry_after_s`` goes into ``Retry-After``."""
 
     http_status = 429
+    outcome = "too_many_requests"
 
     def __init__(self, retry_after_s: int) -> None:
         self.retry_after_s = retry_after_s
@@ -86,12 +98,14 @@ class RecordTooLarge(BridgeError):
 
     http_status = 413
     reason = "the event is larger than Kafka's record size limit"
+    outcome = "record_too_large"
 
 
 class PublishUnavailable(BridgeError):
     http_status = 503
     retryable = True
     reason = "Kafka did not acknowledge the event in time"
+    outcome = "unavailable"
 
 
 class InvalidCommand(BridgeError):

@@ -28,6 +28,11 @@ class Metrics:
             "Webhooks answered 2xx without publishing again (request id seen)",
             registry=r,
         )
+        self.webhook_content_type_mismatches = Counter(
+            "bridge_webhook_content_type_mismatch",
+            "Signed webhooks accepted although their Content-Type is not JSON",
+            registry=r,
+        )
         self.webhook_deliveries_in_flight = Gauge(
             "bridge_webhook_deliveries_in_flight",
             "Webhook records in the producer and not yet settled by Kafka (also after a 503)",

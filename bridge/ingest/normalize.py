@@ -1,20 +1,25 @@
-"""Bird webhook body -> channel-event CloudEvent (contract section 2). Pure.
+"""Bird webhook body -> channel-event CloudEvent (contract sections 2 and 9). Pure.
 
 Unknown services, events, fields and status values pass through untouched in
-``data.raw``; nothing here rejects a well-formed JSON object.
+``data.raw``; nothing here rejects a well-formed JSON object, and whatever the body
+holds, the event is one the CloudEvents SDKs accept.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import orjson
 
 from bridge.errors import BadPayload
 from bridge.events import Record, cloud_event, rfc3339, to_record
+
+Origin = Literal["webhook", "reconcile"]
 
 # Normalized field -> where Bird's channel payload carries it (bird-api.md 3, 4.6).
 _FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -50,6 +55,29 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# RFC 3339 section 5.6 date-time, upper-case "T" and "Z", the offset required.
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def event_time(value: object) -> str | None:
+    """``value`` if it is an RFC 3339 timestamp with a zone offset (a real date and time),
+    else None: a CloudEvent's ``time`` must be one, and Bird's field is only text to us."""
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+        return None
+    try:
+        datetime.fromisoformat(value)  # month 13, hour 24, offset +24:00, ...
+    except ValueError:
+        return None
+    return value
+
+
+def event_source(workspace_id: str | None) -> str:
+    """``bird:workspaces/<id>``, the id percent-encoded so the source is a URI-reference."""
+    return f"bird:workspaces/{quote(workspace_id, safe='')}" if workspace_id else "bird"
+
+
 def normalize_event(
     body: Mapping[str, Any],
     *,
@@ -57,8 +85,12 @@ def normalize_event(
     request_id: str | None,
     default_workspace_id: str | None,
     received_at: datetime,
+    origin: Origin,
+    trace: tuple[tuple[str, bytes], ...] = (),
 ) -> Record:
-    """Build the Kafka record (key = channel id, else workspace id) for one webhook."""
+    """Build the Kafka record (key = channel id, else workspace id) for one webhook, or for
+    one channel state found by reconciliation (``origin``, the ``birdorigin`` extension).
+    ``trace`` holds the W3C Trace Context headers the record carries (``trace.py``)."""
     payload = body.get("payload")
     fields = payload if isinstance(payload, Mapping) else {}
     data: dict[str, Any] = {}
@@ -76,18 +108,28 @@ def normalize_event(
     service = _text(body.get("service"))
     workspace_id = _text(data.get("workspaceId"))
     channel_id = _text(data.get("channelId"))
-    time = _text(data.get("updatedAt")) or _text(data.get("createdAt")) or rfc3339(received_at)
+    time = (
+        event_time(data.get("updatedAt"))
+        or event_time(data.get("createdAt"))
+        or rfc3339(received_at)
+    )
+    extensions = (
+        {"birdservice": service, "birdorigin": origin} if service else {"birdorigin": origin}
+    )
     event = cloud_event(
         event_id=event_id(request_id, raw_body),
-        source=f"bird:workspaces/{workspace_id}" if workspace_id else "bird",
+        source=event_source(workspace_id),
         type_=f"com.bird.{event_name}",
         subject=channel_id,
         time=time,
         data=data,
-        extensions={"birdservice": service} if service else None,
+        extensions=extensions,
     )
     try:
-        return to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
+        record = to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
     except orjson.JSONEncodeError:
         # orjson reads 1024 levels of nesting but writes at most 254.
         raise BadPayload("body nests too deeply to be published") from None
+    if trace:
+        record = Record(key=record.key, value=record.value, headers=record.headers + trace)
+    return record

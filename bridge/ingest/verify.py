@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from bridge.errors import BadSignature
+from bridge.errors import BadSignature, SignatureMismatch
 
 SIGNATURE_HEADER = "messagebird-signature"
 TIMESTAMP_HEADER = "messagebird-request-timestamp"
@@ -45,7 +45,8 @@ def verify_signature(
     body: bytes,
     keys: Sequence[str],
 ) -> None:
-    """Raise ``BadSignature`` unless exactly one signature header matches one of ``keys``.
+    """Raise ``BadSignature`` unless exactly one signature header matches one of ``keys``
+    (``SignatureMismatch`` when well-formed headers match none).
 
     ``signatures`` / ``timestamps`` are all values of the headers, so a request that
     repeats a header is refused rather than letting one copy win. Timestamps are not
@@ -74,4 +75,4 @@ def verify_signature(
             raise BadSignature(f"{TIMESTAMP_HEADER} is not valid text") from None
         matched |= hmac.compare_digest(given, expected)
     if not matched:
-        raise BadSignature("signature does not match")
+        raise SignatureMismatch

@@ -17,9 +17,14 @@ import aiohttp
 import orjson
 import structlog
 
-from bridge.ingest.verify import REQUEST_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from bridge.simulator.model import Attempt, ChannelEvent, Delivery
 from bridge.simulator.settings import MAX_DELIVERY_ATTEMPTS, SimulatorSettings
+from bridge.simulator.signing import (
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    bird_signature,
+)
 from bridge.simulator.state import SimulatorState
 
 log = structlog.get_logger("bridge.simulator")
@@ -44,7 +49,7 @@ def build_headers(
     }
     # Without a signingKey Bird sends no signature (bird-api.md 4.4, [INF]).
     if signing_key:
-        headers[SIGNATURE_HEADER] = sign(signing_key, timestamp, url, body)
+        headers[SIGNATURE_HEADER] = bird_signature(signing_key, timestamp, url, body)
     return headers
 
 

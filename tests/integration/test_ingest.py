@@ -66,8 +66,8 @@ async def test_refusals_answer_the_contract_status_and_publish_nothing(
     cases.append(("not an object", array, array_headers, 400, "must be a JSON object"))
     big, big_headers = delivery(b'{"x":"' + b"a" * 4096 + b'"}')
     cases.append(("too large", big, big_headers, 413, "exceeds 2048 bytes"))
-    text_headers = {**good_headers, "Content-Type": "text/plain"}
-    cases.append(("wrong type", good_raw, text_headers, 415, "content type"))
+    text_headers = {**not_json_headers, "Content-Type": "text/plain"}
+    cases.append(("signed text", not_json, text_headers, 400, "not valid JSON"))
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:
         for name, raw, headers, expected, reason in cases:
             status, _, answer = await post(session, app.url, raw, headers)
@@ -88,6 +88,58 @@ async def test_refusals_answer_the_contract_status_and_publish_nothing(
         assert status == 204
     records = await read_topic(broker.bootstrap, config.topics.events, expect=2, timeout=3)
     assert len(records) == 1
+
+
+async def test_signed_json_is_published_whatever_its_content_type(broker: EmbeddedBroker) -> None:
+    """The signature decides, not the Content-Type (contract 9); a mismatch is counted."""
+    config = bridge_config(broker.bootstrap)
+    sent = []
+    async with running_bridge(config) as app, aiohttp.ClientSession() as session:
+        for content_type in ("text/plain", "application/octet-stream", None):
+            raw, headers = delivery(channel_event())
+            del headers["Content-Type"]
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            # aiohttp's client adds application/octet-stream to bytes without a type:
+            # skip_auto_headers sends the request with no Content-Type at all.
+            async with session.post(
+                app.url + "/webhooks/bird",
+                data=raw,
+                headers=headers,
+                skip_auto_headers=["Content-Type"],
+            ) as response:
+                assert response.status == 204, content_type
+            sent.append(headers["messagebird-request-id"])
+        metrics = await (await session.get(app.url + "/metrics")).text()
+    assert "bridge_webhook_content_type_mismatch_total 3.0" in metrics
+    records = await read_topic(broker.bootstrap, config.topics.events, expect=3)
+    assert sorted(orjson.loads(r.value)["id"] for r in records) == sorted(sent)
+
+
+async def test_trace_context_is_carried_to_the_event_record(broker: EmbeddedBroker) -> None:
+    """traceparent / tracestate go to the record's Kafka headers unchanged; an invalid
+    traceparent is dropped (with its tracestate) and the webhook still published."""
+    config = bridge_config(broker.bootstrap)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced_raw, traced = delivery(channel_event(), request_id="req-traced")
+    traced |= {"traceparent": traceparent, "tracestate": "congo=t61rcWkgMzE"}
+    bad_raw, bad = delivery(channel_event(), request_id="req-bad-trace")
+    bad |= {"traceparent": traceparent.upper(), "tracestate": "congo=t61rcWkgMzE"}
+    async with running_bridge(config) as app, aiohttp.ClientSession() as session:
+        assert (await post(session, app.url, traced_raw, traced))[0] == 204
+        assert (await post(session, app.url, bad_raw, bad))[0] == 204
+    records = await read_topic(broker.bootstrap, config.topics.events, expect=2)
+    headers = {orjson.loads(r.value)["id"]: dict(r.headers) for r in records}
+    assert headers["req-traced"] == {
+        "content-type": b"application/cloudevents+json",
+        "correlation-id": b"req-traced",
+        "traceparent": traceparent.encode(),
+        "tracestate": b"congo=t61rcWkgMzE",
+    }
+    assert headers["req-bad-trace"] == {
+        "content-type": b"application/cloudevents+json",
+        "correlation-id": b"req-bad-trace",
+    }
 
 
 async def test_duplicates_are_acknowledged_but_published_once(broker: EmbeddedBroker) -> None:
@@ -133,7 +185,7 @@ async def test_health_readiness_and_metrics(broker: EmbeddedBroker) -> None:
         app.bridge.draining = True
         assert (await session.get(app.url + "/readyz")).status == 503
     assert 'bridge_webhook_requests_total{outcome="published"} 1.0' in text
-    assert 'bridge_webhook_requests_total{outcome="BadSignature"} 1.0' in text
+    assert 'bridge_webhook_requests_total{outcome="bad_signature"} 1.0' in text
     assert "bridge_publish_seconds_bucket" in text
     assert "bridge_webhook_body_bytes_count 2.0" in text
     assert 'bridge_kafka_connected{client="producer"} 1.0' in text

@@ -533,7 +533,7 @@ async def test_the_inbound_rate_limit_answers_429_with_retry_after(broker: Embed
         await asyncio.sleep(1.0)
         assert await good_delivery(session, app) == 204
         metrics = await (await session.get(app.url + "/metrics")).text()
-    assert 'bridge_webhook_requests_total{outcome="TooManyRequests"}' in metrics
+    assert 'bridge_webhook_requests_total{outcome="too_many_requests"}' in metrics
 
 
 async def test_a_forged_forwarded_for_behind_an_appending_proxy_does_not_escape_the_limit(

@@ -277,6 +277,7 @@ def ingest(raw: bytes, request_id: str | None) -> Record:
         request_id=request_id,
         default_workspace_id=DEFAULT_WORKSPACE,
         received_at=RECEIVED,
+        origin="webhook",
     )
 
 

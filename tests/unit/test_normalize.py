@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bridge.errors import BadPayload
-from bridge.ingest.normalize import normalize_event, parse_body
+from bridge.ingest.normalize import Origin, normalize_event, parse_body
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 CHANNEL = {
@@ -25,10 +25,20 @@ CHANNEL = {
 }
 
 
-def run(body: dict[str, Any], request_id: str | None = "req-1", ws: str | None = "ws-1") -> Any:
+def run(
+    body: dict[str, Any],
+    request_id: str | None = "req-1",
+    ws: str | None = "ws-1",
+    origin: Origin = "webhook",
+) -> Any:
     raw = orjson.dumps(body)
     record = normalize_event(
-        body, raw_body=raw, request_id=request_id, default_workspace_id=ws, received_at=RECEIVED
+        body,
+        raw_body=raw,
+        request_id=request_id,
+        default_workspace_id=ws,
+        received_at=RECEIVED,
+        origin=origin,
     )
     return record, orjson.loads(record.value), raw
 
@@ -44,6 +54,7 @@ def test_channel_updated_becomes_the_documented_cloud_event() -> None:
         "time": "2025-07-05T19:09:12.400Z",
         "datacontenttype": "application/json",
         "birdservice": "channels",
+        "birdorigin": "webhook",
         "data": {
             "channelId": CHANNEL["id"],
             "connectorId": CHANNEL["connectorId"],
@@ -103,6 +114,14 @@ def test_other_services_are_published_with_the_same_envelope() -> None:
     assert event["data"] == {"workspaceId": "ws-1", "raw": {"numberId": "n-1"}}
     assert "subject" not in event
     assert record.key == b"ws-1"  # no channel id: keyed by workspace
+
+
+@pytest.mark.parametrize("origin", ["webhook", "reconcile"])
+def test_every_channel_event_names_its_origin(origin: Origin) -> None:
+    _, event, _ = run({"event": "channel.updated", "payload": CHANNEL}, origin=origin)
+    assert event["birdorigin"] == origin
+    _, event, _ = run({"hello": "world"}, origin=origin)
+    assert event["birdorigin"] == origin
 
 
 def test_body_without_event_or_payload_is_kept_whole() -> None:
