@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
@@ -45,9 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from bridge.simulator.cli import main as simulator_main
+    from bridge.simulator.cli import run as run_simulator
 
-    return int(simulator_main(list(args.simulator_args)))
+    return run_simulator(args)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -129,46 +130,105 @@ def cmd_command(args: argparse.Namespace) -> int:
     return asyncio.run(send_and_follow(config, command, timeout=args.timeout))
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("channel-bridge")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bridge.simulator import cli as simulator_cli
+
     parser = argparse.ArgumentParser(
         prog="bridge", description="Channel Bridge: Bird's channel platform <-> Kafka."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the service (configured by BRIDGE_* variables)")
-    run.add_argument("--role", choices=["all", *ROLES], default="all")
+    run = sub.add_parser(
+        "run",
+        help="run the service (configured by BRIDGE_* variables)",
+        description="Run the service, configured by BRIDGE_* variables (docs/configuration.md).",
+    )
+    run.add_argument(
+        "--role",
+        choices=["all", *ROLES],
+        default="all",
+        help="what this process does: ingest webhooks, execute commands, or both "
+        "(default %(default)s)",
+    )
     run.set_defaults(func=cmd_run)
 
     dev = sub.add_parser(
-        "dev", help="everything on this machine: embedded Kafka, Bird simulator, the bridge"
+        "dev",
+        help="everything on this machine: embedded Kafka, Bird simulator, the bridge",
+        description="Everything on this machine, loopback only: the embedded Kafka broker, "
+        "the Bird API simulator and the bridge (both roles). Ctrl-C stops it all.",
     )
-    dev.add_argument("--kafka-port", type=int, default=9092)
-    dev.add_argument("--port", type=int, default=8080, help="the bridge's HTTP port")
-    dev.add_argument("--simulator-port", type=int, default=8081)
+    dev.add_argument(
+        "--kafka-port",
+        type=int,
+        default=9092,
+        help="the embedded Kafka broker's port (default %(default)s)",
+    )
+    dev.add_argument(
+        "--port", type=int, default=8080, help="the bridge's HTTP port (default %(default)s)"
+    )
+    dev.add_argument(
+        "--simulator-port",
+        type=int,
+        default=8081,
+        help="the Bird API simulator's port (default %(default)s)",
+    )
     dev.set_defaults(func=cmd_dev)
 
-    subs = sub.add_parser("subscriptions", help="Bird webhook subscriptions")
-    subs_sub = subs.add_subparsers(dest="subcommand", required=True)
+    subs = sub.add_parser(
+        "subscriptions",
+        help="Bird webhook subscriptions",
+        description="Manage Bird webhook subscriptions for the configured workspace.",
+    )
+    subs_sub = subs.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
     ensure = subs_sub.add_parser(
-        "ensure", help="create/update the channel.created and channel.updated subscriptions"
+        "ensure",
+        help="create/update the channel.created and channel.updated subscriptions",
+        description="Create or update the channel.created and channel.updated subscriptions "
+        "at Bird (BRIDGE_BIRD_* and BRIDGE_WEBHOOK_PUBLIC_URL), then exit.",
     )
     ensure.set_defaults(func=cmd_subscriptions)
 
     command = sub.add_parser(
-        "command", help="send one connector command to Kafka and follow its results"
+        "command",
+        help="send one connector command to Kafka and follow its results",
+        description="Send one connector command to Kafka (BRIDGE_KAFKA_*) and print its "
+        "results until the final one; a tool for people, services use Kafka.",
     )
-    command.add_argument("action", choices=["create", "delete", "get", "list"])
+    command.add_argument(
+        "action", choices=["create", "delete", "get", "list"], help="what to ask Bird to do"
+    )
     command.add_argument("--name", help="create: the connector name")
     command.add_argument("--template", help="create: connectorTemplateRef; list: templateRef")
     command.add_argument("--arg", action="append", metavar="KEY=VALUE", help="create: arguments")
     command.add_argument("--connector-id", help="delete / get: the connector")
     command.add_argument("--workspace-id", help="default: BRIDGE_BIRD_WORKSPACE_ID at the bridge")
     command.add_argument("--command-id", help="default: a new one")
-    command.add_argument("--timeout", type=float, default=120.0)
+    command.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="give up when no final result came within this (default %(default)s)",
+    )
     command.set_defaults(func=cmd_command)
 
-    sim = sub.add_parser("simulator", help="run the Bird API simulator alone", add_help=False)
-    sim.add_argument("simulator_args", nargs=argparse.REMAINDER)
+    sim = sub.add_parser(
+        "simulator",
+        help="run the Bird API simulator alone",
+        description=simulator_cli.DESCRIPTION,
+    )
+    simulator_cli.add_arguments(sim)
     sim.set_defaults(func=cmd_simulator)
     return parser
 
