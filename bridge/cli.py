@@ -1,4 +1,8 @@
-"""The ``bridge`` command: run | dev | simulator | subscriptions ensure."""
+"""The ``bridge`` command: run | dev | simulator | subscriptions ensure | command.
+
+Start-up failures (``ConfigError``, ``StartupError``) become one line on stderr each and a
+non-zero exit here, at the edge; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,15 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
+import structlog
+
 from bridge import config as config_module
 from bridge import logs
 from bridge.allocator import fix_mmap_threshold
 from bridge.config import ROLES, Config, Role
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, StartupError
+
+log = structlog.get_logger("bridge.cli")
 
 
 def _roles(name: str) -> list[Role]:
@@ -26,8 +34,15 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
 
 
 def _fail_config(exc: ConfigError) -> int:
-    print(f"bridge: {exc}", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"bridge: invalid configuration: {problem}", file=sys.stderr)
     return 2
+
+
+def _warn_unknown_settings() -> None:
+    """Warn about each ``BRIDGE_*`` variable nothing reads (a typo is otherwise silent)."""
+    for warning in config_module.unknown_settings(os.environ):
+        log.warning(warning)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -40,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail_config(exc)
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
+    _warn_unknown_settings()
     fix_mmap_threshold()
     asyncio.run(serve(Bridge(config, roles)))
     return 0
@@ -56,7 +72,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     fix_mmap_threshold()
     return asyncio.run(
-        run_dev(kafka_port=args.kafka_port, port=args.port, simulator_port=args.simulator_port)
+        run_dev(
+            kafka_port=args.kafka_port,
+            port=args.port,
+            simulator_port=args.simulator_port,
+            warnings=config_module.unknown_settings(os.environ),
+        )
     )
 
 
@@ -83,6 +104,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail_config(exc)
     logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    _warn_unknown_settings()
 
     async def ensure() -> list[str]:
         async with BirdClient(config.bird, Metrics()) as bird:
@@ -93,8 +115,10 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     try:
         lines = asyncio.run(ensure())
     except BirdError as exc:
-        print(f"bridge subscriptions ensure: {exc.message}", file=sys.stderr)
-        return 1
+        where = ""
+        if exc.code == "bird_unavailable":
+            where = f" at {config.bird.api_url} (BRIDGE_BIRD_API_URL)"
+        raise StartupError(f"{exc.message}{where}") from exc
     for line in lines:
         print(line)
     return 0
@@ -127,6 +151,7 @@ def cmd_command(args: argparse.Namespace) -> int:
         arguments=arguments,
     )
     logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    _warn_unknown_settings()
     return asyncio.run(send_and_follow(config, command, timeout=args.timeout))
 
 
@@ -235,4 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    name = " ".join(filter(None, ("bridge", args.command, getattr(args, "subcommand", None))))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:
+        print(f"{name}: {exc.reason}", file=sys.stderr)
+        return 1
