@@ -92,6 +92,14 @@ With kcat (it needs librdkafka 2.3 or newer; see docs/development.md):
   kcat -b {bootstrap} -C -t {t.results} -o beginning -f '%k %s\\n'
   kcat -b {bootstrap} -C -t {t.events} -o beginning -f '%k %s\\n'
   echo '{{"commandId":"c-1","action":"list"}}' | kcat -b {bootstrap} -P -t {t.commands} -k c-1
+
+Consumer groups join slowly on this broker: it holds a group join for about half the
+session timeout, so a client with librdkafka's default (45 s) gets its first record after
+about 24 s. With a 6 s session timeout it takes about 4 s (docs/development.md):
+
+  kcat -b {bootstrap} -G my-group -X session.timeout.ms=6000 \\
+       -X auto.offset.reset=earliest {t.results}
+      confluent-kafka: "session.timeout.ms": 6000   aiokafka: session_timeout_ms=6000
 """
 
 

@@ -114,3 +114,14 @@ def test_version_and_simulator_help_as_processes() -> None:
     assert helped.returncode == 0, helped.stderr
     assert "--install-delay S" in helped.stdout
     assert "unrecognized" not in helped.stderr
+
+
+def test_dev_banner_says_how_to_make_a_group_join_fast() -> None:
+    from bridge.config import load
+    from bridge.dev import banner, dev_environment
+
+    config = load(dev_environment(kafka_port=19092, port=18080, simulator_port=18081))
+    text = banner(config, kafka_port=19092, simulator_port=18081)
+    assert "kcat -b 127.0.0.1:19092 -G my-group -X session.timeout.ms=6000 \\" in text
+    assert '"session.timeout.ms": 6000' in text
+    assert "session_timeout_ms=6000" in text
