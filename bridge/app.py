@@ -19,12 +19,13 @@ import structlog
 from aiohttp import web
 
 from bridge.config import Config, Role
-from bridge.errors import BridgeError, PublishUnavailable
+from bridge.errors import BridgeError, PublishUnavailable, StartupError
 from bridge.http_server import HttpRunner
 from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
 from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+from bridge.ports import port_problem
 
 log = structlog.get_logger("bridge")
 
@@ -211,10 +212,19 @@ async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    where = f"{config.http_host}:{config.http_port} (BRIDGE_HTTP_PORT)"
+    # A busy port is found before anything connects to Kafka.
+    problem = port_problem(config.http_host, config.http_port)
+    if problem:
+        raise StartupError(f"cannot listen on {where}: {problem}")
     runner = make_runner(bridge, shutdown_timeout=config.shutdown_timeout_s * 0.5)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # taken between the check and now
+        await runner.cleanup()
+        raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
     log.info(
         "bridge started",
         roles=list(bridge.roles),

@@ -1,19 +1,28 @@
-"""The ``bridge`` command: run | dev | simulator | subscriptions ensure."""
+"""The ``bridge`` command: run | dev | simulator | subscriptions ensure | command.
+
+Start-up failures (``ConfigError``, ``StartupError``) become one line on stderr each and a
+non-zero exit here, at the edge; never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
 from typing import cast
 
+import structlog
+
 from bridge import config as config_module
 from bridge import logs
 from bridge.allocator import fix_mmap_threshold
 from bridge.config import ROLES, Config, Role
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, StartupError
+
+log = structlog.get_logger("bridge.cli")
 
 
 def _roles(name: str) -> list[Role]:
@@ -25,8 +34,15 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
 
 
 def _fail_config(exc: ConfigError) -> int:
-    print(f"bridge: {exc}", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"bridge: invalid configuration: {problem}", file=sys.stderr)
     return 2
+
+
+def _warn_unknown_settings() -> None:
+    """Warn about each ``BRIDGE_*`` variable nothing reads (a typo is otherwise silent)."""
+    for warning in config_module.unknown_settings(os.environ):
+        log.warning(warning)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,15 +55,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail_config(exc)
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
+    _warn_unknown_settings()
     fix_mmap_threshold()
     asyncio.run(serve(Bridge(config, roles)))
     return 0
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from bridge.simulator.cli import main as simulator_main
+    from bridge.simulator.cli import run as run_simulator
 
-    return int(simulator_main(list(args.simulator_args)))
+    return run_simulator(args)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -55,7 +72,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     fix_mmap_threshold()
     return asyncio.run(
-        run_dev(kafka_port=args.kafka_port, port=args.port, simulator_port=args.simulator_port)
+        run_dev(
+            kafka_port=args.kafka_port,
+            port=args.port,
+            simulator_port=args.simulator_port,
+            warnings=config_module.unknown_settings(os.environ),
+        )
     )
 
 
@@ -82,6 +104,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail_config(exc)
     logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    _warn_unknown_settings()
 
     async def ensure() -> list[str]:
         async with BirdClient(config.bird, Metrics()) as bird:
@@ -92,8 +115,10 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     try:
         lines = asyncio.run(ensure())
     except BirdError as exc:
-        print(f"bridge subscriptions ensure: {exc.message}", file=sys.stderr)
-        return 1
+        where = ""
+        if exc.code == "bird_unavailable":
+            where = f" at {config.bird.api_url} (BRIDGE_BIRD_API_URL)"
+        raise StartupError(f"{exc.message}{where}") from exc
     for line in lines:
         print(line)
     return 0
@@ -126,53 +151,118 @@ def cmd_command(args: argparse.Namespace) -> int:
         arguments=arguments,
     )
     logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    _warn_unknown_settings()
     return asyncio.run(send_and_follow(config, command, timeout=args.timeout))
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("channel-bridge")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bridge.simulator import cli as simulator_cli
+
     parser = argparse.ArgumentParser(
         prog="bridge", description="Channel Bridge: Bird's channel platform <-> Kafka."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the service (configured by BRIDGE_* variables)")
-    run.add_argument("--role", choices=["all", *ROLES], default="all")
+    run = sub.add_parser(
+        "run",
+        help="run the service (configured by BRIDGE_* variables)",
+        description="Run the service, configured by BRIDGE_* variables (docs/configuration.md).",
+    )
+    run.add_argument(
+        "--role",
+        choices=["all", *ROLES],
+        default="all",
+        help="what this process does: ingest webhooks, execute commands, or both "
+        "(default %(default)s)",
+    )
     run.set_defaults(func=cmd_run)
 
     dev = sub.add_parser(
-        "dev", help="everything on this machine: embedded Kafka, Bird simulator, the bridge"
+        "dev",
+        help="everything on this machine: embedded Kafka, Bird simulator, the bridge",
+        description="Everything on this machine, loopback only: the embedded Kafka broker, "
+        "the Bird API simulator and the bridge (both roles). Ctrl-C stops it all.",
     )
-    dev.add_argument("--kafka-port", type=int, default=9092)
-    dev.add_argument("--port", type=int, default=8080, help="the bridge's HTTP port")
-    dev.add_argument("--simulator-port", type=int, default=8081)
+    dev.add_argument(
+        "--kafka-port",
+        type=int,
+        default=9092,
+        help="the embedded Kafka broker's port (default %(default)s)",
+    )
+    dev.add_argument(
+        "--port", type=int, default=8080, help="the bridge's HTTP port (default %(default)s)"
+    )
+    dev.add_argument(
+        "--simulator-port",
+        type=int,
+        default=8081,
+        help="the Bird API simulator's port (default %(default)s)",
+    )
     dev.set_defaults(func=cmd_dev)
 
-    subs = sub.add_parser("subscriptions", help="Bird webhook subscriptions")
-    subs_sub = subs.add_subparsers(dest="subcommand", required=True)
+    subs = sub.add_parser(
+        "subscriptions",
+        help="Bird webhook subscriptions",
+        description="Manage Bird webhook subscriptions for the configured workspace.",
+    )
+    subs_sub = subs.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
     ensure = subs_sub.add_parser(
-        "ensure", help="create/update the channel.created and channel.updated subscriptions"
+        "ensure",
+        help="create/update the channel.created and channel.updated subscriptions",
+        description="Create or update the channel.created and channel.updated subscriptions "
+        "at Bird (BRIDGE_BIRD_* and BRIDGE_WEBHOOK_PUBLIC_URL), then exit.",
     )
     ensure.set_defaults(func=cmd_subscriptions)
 
     command = sub.add_parser(
-        "command", help="send one connector command to Kafka and follow its results"
+        "command",
+        help="send one connector command to Kafka and follow its results",
+        description="Send one connector command to Kafka (BRIDGE_KAFKA_*) and print its "
+        "results until the final one; a tool for people, services use Kafka.",
     )
-    command.add_argument("action", choices=["create", "delete", "get", "list"])
+    command.add_argument(
+        "action", choices=["create", "delete", "get", "list"], help="what to ask Bird to do"
+    )
     command.add_argument("--name", help="create: the connector name")
     command.add_argument("--template", help="create: connectorTemplateRef; list: templateRef")
     command.add_argument("--arg", action="append", metavar="KEY=VALUE", help="create: arguments")
     command.add_argument("--connector-id", help="delete / get: the connector")
     command.add_argument("--workspace-id", help="default: BRIDGE_BIRD_WORKSPACE_ID at the bridge")
     command.add_argument("--command-id", help="default: a new one")
-    command.add_argument("--timeout", type=float, default=120.0)
+    command.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="give up when no final result came within this (default %(default)s)",
+    )
     command.set_defaults(func=cmd_command)
 
-    sim = sub.add_parser("simulator", help="run the Bird API simulator alone", add_help=False)
-    sim.add_argument("simulator_args", nargs=argparse.REMAINDER)
+    sim = sub.add_parser(
+        "simulator",
+        help="run the Bird API simulator alone",
+        description=simulator_cli.DESCRIPTION,
+    )
+    simulator_cli.add_arguments(sim)
     sim.set_defaults(func=cmd_simulator)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    name = " ".join(filter(None, ("bridge", args.command, getattr(args, "subcommand", None))))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:
+        print(f"{name}: {exc.reason}", file=sys.stderr)
+        return 1

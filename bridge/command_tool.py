@@ -5,14 +5,18 @@ its channel's events) until the final result. A tool for people; services use Ka
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from bridge.config import Config
+from bridge.errors import StartupError
 from bridge.kafka.clients import common_settings
 
 FINAL = ("succeeded", "failed")
@@ -58,7 +62,7 @@ async def _all_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicP
         if topic in await consumer.topics():
             return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} does not exist (is the bridge running?)")
+    raise StartupError(f"topic {topic} does not exist: is the bridge running?")
 
 
 async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: float) -> int:
@@ -66,8 +70,19 @@ async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: f
     settings = common_settings(config.kafka)
     producer = AIOKafkaProducer(**settings, acks="all")
     consumer = AIOKafkaConsumer(**settings, enable_auto_commit=False)
-    await producer.start()
-    await consumer.start()
+    try:
+        # aiokafka logs each failed connection attempt; the one line below says it all.
+        with _quiet("aiokafka"):
+            await producer.start()
+            await consumer.start()
+    except KafkaError as exc:
+        # Stopping clients that never started is harmless and closes their connections.
+        await consumer.stop()
+        await producer.stop()
+        raise StartupError(
+            f"cannot reach Kafka at {config.kafka.bootstrap_servers} "
+            f"(BRIDGE_KAFKA_BOOTSTRAP_SERVERS): is `make run` running?"
+        ) from exc
     command_id = command["commandId"]
     try:
         partitions = await _all_partitions(consumer, config.topics.results)
@@ -119,6 +134,17 @@ async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: f
         await consumer.stop()
         await producer.stop()
     return 0 if final == "succeeded" else 1
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _of(event: Mapping[str, Any], connector_id: str) -> bool:

@@ -8,6 +8,7 @@ reported at once, each naming its variable; secrets are wrapped in ``Secret`` so
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
@@ -45,9 +46,27 @@ class Secret:
         return hash(self._value)
 
 
-def env(name: str, *, choices: Sequence[str] = (), minimum: float | None = None) -> Any:
+# Shorter values are placeholders or typos, not secrets; and redacting them from logs
+# would mark every place the same few characters appear.
+SECRET_MIN_LENGTH = 8
+
+
+def env(
+    name: str,
+    *,
+    choices: Sequence[str] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
     """A dataclass field read from the variable ``BRIDGE_<name>``."""
-    return field(metadata={"env": f"BRIDGE_{name}", "choices": tuple(choices), "min": minimum})
+    return field(
+        metadata={
+            "env": f"BRIDGE_{name}",
+            "choices": tuple(choices),
+            "min": minimum,
+            "max": maximum,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +153,7 @@ class Config:
     webhook: WebhookConfig
     commands: CommandsConfig
     http_host: str = env("HTTP_HOST")
-    http_port: int = env("HTTP_PORT", minimum=0)
+    http_port: int = env("HTTP_PORT", minimum=0, maximum=65535)
     http_header_timeout_s: float = env("HTTP_HEADER_TIMEOUT_S", minimum=0.1)
     http_keepalive_timeout_s: float = env("HTTP_KEEPALIVE_TIMEOUT_S", minimum=0.1)
     log_format: str = env("LOG_FORMAT", choices=("json", "console"))
@@ -253,6 +272,9 @@ def _parse(raw: str, kind: Any, meta: Mapping[str, Any]) -> Any:
             return False
         raise ValueError(f"expected true or false, got {raw!r}")
     if kind is Secret:
+        if len(raw) < SECRET_MIN_LENGTH:
+            # Never echo the value: it is (meant to be) a secret.
+            raise ValueError(f"too short for a secret: at least {SECRET_MIN_LENGTH} characters")
         return Secret(raw)
     value: Any
     if kind is int:
@@ -267,8 +289,13 @@ def _parse(raw: str, kind: Any, meta: Mapping[str, Any]) -> Any:
             raise ValueError(f"expected a number, got {raw!r}") from None
     else:
         value = raw.strip()
-    if meta["min"] is not None and value < meta["min"]:
-        raise ValueError(f"must be at least {meta['min']}, got {raw!r}")
+    low, high = meta["min"], meta.get("max")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"must be in {low}..{high}, got {raw!r}")
+    if low is not None and value < low:
+        raise ValueError(f"must be at least {low}, got {raw!r}")
+    if high is not None and value > high:
+        raise ValueError(f"must be at most {high}, got {raw!r}")
     if meta["choices"] and value not in meta["choices"]:
         raise ValueError(f"must be one of {', '.join(meta['choices'])}, got {raw!r}")
     return value
@@ -336,6 +363,27 @@ def _optional_names() -> set[str]:
     for cls in (KafkaConfig, TopicsConfig, BirdConfig, WebhookConfig, CommandsConfig, Config):
         names.update(f.metadata["env"] for f in dataclasses.fields(cls) if "env" in f.metadata)
     return names
+
+
+# BRIDGE_* variables read outside ``Config``.
+OTHER_NAMES = frozenset({"BRIDGE_CONFIG_FILE", "BRIDGE_SIMULATOR_ADMIN_TOKEN"})
+
+
+def known_names() -> frozenset[str]:
+    """Every ``BRIDGE_*`` variable something reads: settings, their ``_FILE`` variants, others."""
+    settings = _optional_names()
+    return frozenset(settings | {f"{name}_FILE" for name in settings} | OTHER_NAMES)
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``BRIDGE_*`` variable nothing reads, with the closest known name."""
+    known = known_names()
+    warnings = []
+    for name in sorted(k for k in environ if k.startswith("BRIDGE_") and k not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a known setting{hint}")
+    return warnings
 
 
 def load(environ: Mapping[str, str]) -> Config:

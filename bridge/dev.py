@@ -8,10 +8,9 @@ simulator; prints where everything listens and what to type next. Ctrl-C stops i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import sys
 import time
+from collections.abc import Sequence
 
 import structlog
 
@@ -20,7 +19,9 @@ from bridge import logs
 from bridge.app import WEBHOOK_PATH, Bridge, serve
 from bridge.bird.client import BirdClient
 from bridge.config import Config
+from bridge.errors import StartupError
 from bridge.kafka.embedded import EMBEDDED_SETTINGS, EmbeddedBroker
+from bridge.ports import port_problem
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import (
     DEFAULT_ORGANIZATION_ID,
@@ -91,39 +92,89 @@ With kcat (it needs librdkafka 2.3 or newer; see docs/development.md):
   kcat -b {bootstrap} -C -t {t.results} -o beginning -f '%k %s\\n'
   kcat -b {bootstrap} -C -t {t.events} -o beginning -f '%k %s\\n'
   echo '{{"commandId":"c-1","action":"list"}}' | kcat -b {bootstrap} -P -t {t.commands} -k c-1
+
+Consumer groups join slowly on this broker: it holds a group join for about half the
+session timeout, so a client with librdkafka's default (45 s) gets its first record after
+about 24 s. With a 6 s session timeout it takes about 4 s (docs/development.md):
+
+  kcat -b {bootstrap} -G my-group -X session.timeout.ms=6000 \\
+       -X auto.offset.reset=earliest {t.results}
+      confluent-kafka: "session.timeout.ms": 6000   aiokafka: session_timeout_ms=6000
 """
 
 
-async def run_dev(*, kafka_port: int, port: int, simulator_port: int) -> int:
+def check_ports(*, kafka_port: int, port: int, simulator_port: int) -> None:
+    """Raise ``StartupError`` naming the first port that is taken, before anything starts."""
+    for what, option, number in (
+        ("Kafka", "--kafka-port", kafka_port),
+        ("the bridge", "--port", port),
+        ("the Bird simulator", "--simulator-port", simulator_port),
+    ):
+        problem = port_problem(HOST, number)
+        if problem:
+            raise StartupError(
+                f"cannot listen on {HOST}:{number} for {what}: {problem} "
+                f"(is another `make run` running? choose another port with {option})"
+            )
+
+
+async def run_dev(
+    *, kafka_port: int, port: int, simulator_port: int, warnings: Sequence[str] = ()
+) -> int:
+    """Run everything until SIGINT/SIGTERM; then stop in order: the bridge drains, then the
+    simulator, then the broker. ``warnings`` (unknown settings) are logged at start."""
     config = config_module.load(
         dev_environment(kafka_port=kafka_port, port=port, simulator_port=simulator_port)
     )
     logs.configure(fmt="console", level="info", secrets=config.secrets())
-    broker = EmbeddedBroker(kafka_port, host=HOST)
+    for warning in warnings:
+        log.warning(warning)
+    check_ports(kafka_port=kafka_port, port=port, simulator_port=simulator_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) must
+    # not reach the broker, which stops last. Spawned from this (the main) thread, so that
+    # it dies with this process, however this process ends.
+    broker = EmbeddedBroker(kafka_port, host=HOST, own_session=True, die_with_parent=True)
+    broker.spawn()
     try:
-        await asyncio.to_thread(broker.start)
-    except RuntimeError as exc:
-        print(f"bridge dev: {exc}", file=sys.stderr)
-        return 1
+        try:
+            await asyncio.to_thread(broker.wait_ready)
+        except RuntimeError as exc:
+            raise StartupError(str(exc)) from exc
+        if not stop.is_set():
+            await _run_with_broker(
+                config, stop, kafka_port=kafka_port, simulator_port=simulator_port
+            )
+    finally:
+        await asyncio.to_thread(broker.stop)
+    return 0
+
+
+async def _run_with_broker(
+    config: Config, stop: asyncio.Event, *, kafka_port: int, simulator_port: int
+) -> None:
     simulator = SimulatorServer(
         SimulatorSettings(allow_http_urls=True, delivery_retry_base_s=0.5),
         host=HOST,
         port=simulator_port,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    service: asyncio.Task[None] | None = None
     try:
-        await simulator.start()
+        try:
+            await simulator.start()
+        except OSError as exc:  # taken since check_ports
+            raise StartupError(f"cannot listen on {HOST}:{simulator_port}: {exc}") from exc
         bridge = Bridge(config, ["ingest", "commands"])
         service = asyncio.create_task(serve(bridge, stop=stop))
         started = time.monotonic()
         while not bridge.ready() and not service.done():
             if time.monotonic() - started > 60:
-                raise RuntimeError("the bridge did not become ready within 60 s")
+                raise StartupError("the bridge did not become ready within 60 s")
             await asyncio.sleep(0.1)
-        if not service.done():
+        if not service.done() and not stop.is_set():
             async with BirdClient(config.bird, bridge.metrics) as bird:
                 for line in await ensure_subscriptions(config, bird, webhook_path=WEBHOOK_PATH):
                     log.info("subscriptions: " + line)
@@ -131,7 +182,6 @@ async def run_dev(*, kafka_port: int, port: int, simulator_port: int) -> int:
         await service
     finally:
         stop.set()
+        if service is not None:  # the bridge drains first (its failure is already raised)
+            await asyncio.gather(service, return_exceptions=True)
         await simulator.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(broker.stop)
-    return 0

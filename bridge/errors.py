@@ -2,6 +2,7 @@
 
     BridgeError                      base; ``http_status``, ``retryable``, ``outcome``: class facts
     ├── ConfigError                  start-up settings; every problem, each naming its variable
+    ├── StartupError                 cannot start: port in use, Kafka or Bird unreachable
     ├── WebhookRejected              an inbound webhook we refuse (4xx, with a reason)
     │   ├── PayloadTooLarge          413
     │   ├── BadSignature             401
@@ -45,6 +46,11 @@ class ConfigError(BridgeError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class StartupError(BridgeError):
+    """The process cannot do its job at all (a port in use, a broker unreachable); the
+    command line prints ``reason`` as one line and exits non-zero."""
 
 
 class WebhookRejected(BridgeError):

@@ -7,14 +7,18 @@ Memory-only unless a ``storage`` URL (for example ``s3://tansu/``) is given. Use
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import importlib.resources
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 # What a bridge needs to run on this broker (docs/development.md): it has no idempotent
 # producer and one node; topics get a small partition count.
@@ -62,8 +66,24 @@ def _api_versions_answered(host: str, port: int) -> bool:
     return len(header) == 8 and int.from_bytes(header[4:8], "big") == 1
 
 
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class EmbeddedBroker:
-    """One Tansu process on loopback. ``start()`` returns once it answers ApiVersions."""
+    """One Tansu process on loopback. ``start()`` returns once it answers ApiVersions.
+
+    ``own_session`` starts it in its own session (so its own process group): Ctrl-C in a
+    terminal signals the whole foreground group, and the broker must outlive the clients
+    that drain into it, then be stopped last. ``die_with_parent`` makes the kernel stop it
+    when the process that started it dies, even by SIGKILL (Linux; tied to the starting
+    thread, so call ``spawn`` from a thread that lives as long as the process).
+    """
 
     def __init__(
         self,
@@ -73,12 +93,16 @@ class EmbeddedBroker:
         storage: str | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        own_session: bool = False,
+        die_with_parent: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.storage = storage
         self.env = dict(env or {})
         self.log_path = log_path
+        self.own_session = own_session
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,6 +110,11 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process; ``wait_ready`` then waits until it answers."""
         url = f"tcp://{self.host}:{self.port}"
         argv = [
             str(broker_binary()),
@@ -98,13 +127,25 @@ class EmbeddedBroker:
         if self.storage:
             argv += ["--storage-engine", self.storage]
         env = {**os.environ, **self.env}
+        preexec = None
+        if self.die_with_parent and sys.platform == "linux":
+            preexec = functools.partial(_die_with_parent, os.getpid())
+        options: dict[str, Any] = {
+            "env": env,
+            "start_new_session": self.own_session,
+            "preexec_fn": preexec,
+        }
         if self.log_path:
             with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-                self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+                self.process = subprocess.Popen(argv, stdout=log, stderr=log, **options)
         else:
             self.process = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **options
             )
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Return once the spawned process answers ApiVersions; else stop it and raise."""
+        assert self.process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         # A busy port makes Tansu exit 0 without listening: only trust an answer while
         # our own process is alive.

@@ -39,14 +39,25 @@ class Options:
     log_level: str
 
 
+DESCRIPTION = "Simulate Bird's channel connectors and webhook API (see docs/simulator.md)."
+
+
 def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bridge simulator", description=DESCRIPTION)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The simulator's options, on its own parser or on ``bridge simulator``'s."""
     d, f = SimulatorSettings(), FaultSettings()
-    p = argparse.ArgumentParser(
-        prog="bridge simulator",
-        description="Simulate Bird's channel connectors and webhook API (see docs/simulator.md).",
-    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="port to bind; 0 picks a free one (default %(default)s)",
+    )
     p.add_argument(
         "--access-key",
         action="append",
@@ -54,57 +65,182 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help=f"accepted key (repeatable; default $BRIDGE_BIRD_ACCESS_KEY or {DEV_ACCESS_KEY})",
     )
-    p.add_argument("--organization-id", help=f"default {DEFAULT_ORGANIZATION_ID}")
+    p.add_argument(
+        "--organization-id",
+        help="the organization "
+        f"(default $BRIDGE_BIRD_ORGANIZATION_ID or {DEFAULT_ORGANIZATION_ID})",
+    )
     p.add_argument(
         "--workspace-id",
         action="append",
         dest="workspace_ids",
         metavar="UUID",
-        help=f"workspace (repeatable; default {DEFAULT_WORKSPACE_ID})",
+        help=f"workspace (repeatable; default $BRIDGE_BIRD_WORKSPACE_ID or {DEFAULT_WORKSPACE_ID})",
     )
-    p.add_argument("--admin-token", help="require `Authorization: Bearer <token>` on /_simulator")
-    p.add_argument("--install-delay", type=float, default=d.install_delay_s, metavar="S")
-    p.add_argument("--activate-delay", type=float, default=d.activate_delay_s, metavar="S")
+    p.add_argument(
+        "--admin-token",
+        help="require `Authorization: Bearer <token>` on /_simulator "
+        "(default $BRIDGE_SIMULATOR_ADMIN_TOKEN; none: the control API is open)",
+    )
+    p.add_argument(
+        "--install-delay",
+        type=float,
+        default=d.install_delay_s,
+        metavar="S",
+        help="seconds from a connector's create to its channel (default %(default)s)",
+    )
+    p.add_argument(
+        "--activate-delay",
+        type=float,
+        default=d.activate_delay_s,
+        metavar="S",
+        help="seconds from a channel's creation to 'active' (default %(default)s)",
+    )
     p.add_argument("--allow-http-urls", action="store_true", help="accept http/local hook URLs")
     p.add_argument("--reject-duplicates", action="store_true", help="409 on a repeated connector")
-    p.add_argument("--delivery-retry-base", type=float, default=d.delivery_retry_base_s)
-    p.add_argument("--delivery-retry-cap", type=float, default=d.delivery_retry_cap_s)
+    p.add_argument(
+        "--delivery-retry-base",
+        type=float,
+        default=d.delivery_retry_base_s,
+        metavar="S",
+        help="first webhook redelivery delay, doubled each time (default %(default)s)",
+    )
+    p.add_argument(
+        "--delivery-retry-cap",
+        type=float,
+        default=d.delivery_retry_cap_s,
+        metavar="S",
+        help="longest webhook redelivery delay (default %(default)s)",
+    )
     p.add_argument(
         "--delivery-max-attempts",
         type=int,
         default=d.delivery_max_attempts,
-        help=f"at most {MAX_DELIVERY_ATTEMPTS}",
+        metavar="N",
+        help=f"webhook delivery attempts, at most {MAX_DELIVERY_ATTEMPTS} (default %(default)s)",
     )
-    p.add_argument("--delivery-timeout", type=float, default=d.delivery_timeout_s, metavar="S")
+    p.add_argument(
+        "--delivery-timeout",
+        type=float,
+        default=d.delivery_timeout_s,
+        metavar="S",
+        help="a webhook delivery not answered within this is retried (default %(default)s)",
+    )
     faults = p.add_argument_group("faults (also settable at run time: PUT /_simulator/faults)")
-    faults.add_argument("--latency", type=float, default=f.latency_s, metavar="S")
-    faults.add_argument("--latency-jitter", type=float, default=f.latency_jitter_s, metavar="S")
-    faults.add_argument("--error-rate", type=float, default=f.error_rate, metavar="P")
-    faults.add_argument("--error-status", type=int, default=f.error_status)
-    faults.add_argument("--throttle-rate", type=float, default=f.throttle_rate, metavar="P")
+    faults.add_argument(
+        "--latency",
+        type=float,
+        default=f.latency_s,
+        metavar="S",
+        help="added to every answer (default %(default)s)",
+    )
+    faults.add_argument(
+        "--latency-jitter",
+        type=float,
+        default=f.latency_jitter_s,
+        metavar="S",
+        help="random +- on the latency (default %(default)s)",
+    )
+    faults.add_argument(
+        "--error-rate",
+        type=float,
+        default=f.error_rate,
+        metavar="P",
+        help="share of requests answered --error-status (default %(default)s)",
+    )
+    faults.add_argument(
+        "--error-status",
+        type=int,
+        default=f.error_status,
+        metavar="CODE",
+        help="status of an --error-rate answer (default %(default)s)",
+    )
+    faults.add_argument(
+        "--throttle-rate",
+        type=float,
+        default=f.throttle_rate,
+        metavar="P",
+        help="share of requests answered 429 with Retry-After (default %(default)s)",
+    )
     faults.add_argument(
         "--throttle-no-retry-after-rate",
         type=float,
         default=f.throttle_no_retry_after_rate,
         metavar="P",
+        help="share of requests answered 429 without Retry-After (default %(default)s)",
     )
-    faults.add_argument("--retry-after", type=int, default=f.retry_after_s, metavar="S")
-    faults.add_argument("--timeout-rate", type=float, default=f.timeout_rate, metavar="P")
-    faults.add_argument("--hang", type=float, default=f.hang_s, metavar="S")
-    faults.add_argument("--reset-rate", type=float, default=f.reset_rate, metavar="P")
-    faults.add_argument("--rate-limit-get", type=float, default=f.rate_limit_get_per_s)
-    faults.add_argument("--rate-limit-post", type=float, default=f.rate_limit_post_per_s)
-    faults.add_argument("--fail-installs", action="store_true")
-    faults.add_argument("--stuck-installs", action="store_true")
-    faults.add_argument("--seed", type=int, default=None)
-    p.add_argument("--log-format", choices=("json", "console"), default="console")
-    p.add_argument("--log-level", default="info")
-    return p
+    faults.add_argument(
+        "--retry-after",
+        type=int,
+        default=f.retry_after_s,
+        metavar="S",
+        help="the Retry-After of a throttled answer (default %(default)s)",
+    )
+    faults.add_argument(
+        "--timeout-rate",
+        type=float,
+        default=f.timeout_rate,
+        metavar="P",
+        help="share of requests that hang --hang seconds, then 504 (default %(default)s)",
+    )
+    faults.add_argument(
+        "--hang",
+        type=float,
+        default=f.hang_s,
+        metavar="S",
+        help="how long a timed-out request hangs (default %(default)s)",
+    )
+    faults.add_argument(
+        "--reset-rate",
+        type=float,
+        default=f.reset_rate,
+        metavar="P",
+        help="share of connections closed without an answer (default %(default)s)",
+    )
+    faults.add_argument(
+        "--rate-limit-get",
+        type=float,
+        default=f.rate_limit_get_per_s,
+        metavar="PER_S",
+        help="GETs per second per workspace, 429 beyond; <= 0 is off (default %(default)s)",
+    )
+    faults.add_argument(
+        "--rate-limit-post",
+        type=float,
+        default=f.rate_limit_post_per_s,
+        metavar="PER_S",
+        help="other requests per second per workspace, 429 beyond (default %(default)s)",
+    )
+    faults.add_argument(
+        "--fail-installs", action="store_true", help="every new connector fails to install"
+    )
+    faults.add_argument(
+        "--stuck-installs", action="store_true", help="every new connector stays pending"
+    )
+    faults.add_argument(
+        "--seed", type=int, default=None, help="random seed, for repeatable random faults"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="console",
+        help="log line format (default %(default)s)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="least severe level logged; requests are logged at debug (default %(default)s)",
+    )
 
 
 def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     """Flags > environment > defaults; raise ``ConfigError`` listing every problem."""
-    a = build_parser().parse_args(list(argv))
+    return options_from_args(build_parser().parse_args(list(argv)), environ)
+
+
+def options_from_args(a: argparse.Namespace, environ: Mapping[str, str]) -> Options:
+    """The options from parsed flags (see ``add_arguments``) and the environment."""
     env_key = environ.get("BRIDGE_BIRD_ACCESS_KEY")
     env_ws = environ.get("BRIDGE_BIRD_WORKSPACE_ID")
     faults = FaultSettings(
@@ -177,10 +313,16 @@ async def serve(options: Options) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve with the parsed flags until signalled: 0, 2 for bad options, 1 if it cannot bind."""
     try:
-        options = parse_options(sys.argv[1:] if argv is None else argv, os.environ)
+        options = options_from_args(args, os.environ)
     except ConfigError as exc:
-        print(f"bridge simulator: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"bridge simulator: {problem}", file=sys.stderr)
         return 2
     secrets = [*options.settings.access_keys, options.settings.admin_token or ""]
     logs.configure(fmt=options.log_format, level=options.log_level, secrets=secrets)
@@ -188,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(options))
     except OSError as exc:
         print(
-            f"bridge simulator: cannot listen on {options.host}:{options.port}: {exc}",
+            f"bridge simulator: cannot listen on {options.host}:{options.port}: "
+            f"{exc.strerror or exc}",
             file=sys.stderr,
         )
         return 1

@@ -160,11 +160,15 @@ async def test_duplicates_are_acknowledged_but_published_once(broker: EmbeddedBr
 async def test_previous_signing_key_is_accepted_during_rotation(broker: EmbeddedBroker) -> None:
     config = bridge_config(
         broker.bootstrap,
-        BRIDGE_WEBHOOK_SIGNING_KEY="new-key",
-        BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS="old-key",
+        BRIDGE_WEBHOOK_SIGNING_KEY="new-signing-key",
+        BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS="old-signing-key",
     )
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:
-        for key, expected in (("old-key", 204), ("new-key", 204), ("third-key", 401)):
+        for key, expected in (
+            ("old-signing-key", 204),
+            ("new-signing-key", 204),
+            ("third-signing-key", 401),
+        ):
             raw, headers = delivery(channel_event(), key=key)
             status, _, _ = await post(session, app.url, raw, headers)
             assert status == expected, key

@@ -57,17 +57,17 @@ async def ensure(sim_url: str, public_url: str, key: str) -> list[str]:
 
 async def test_ensure_creates_then_keeps_then_follows_url_and_key() -> None:
     async with SimulatorServer(SimulatorSettings()) as sim:
-        first = await ensure(sim.url, "https://bridge.example.org/webhooks/bird", "k1")
+        first = await ensure(sim.url, "https://bridge.example.org/webhooks/bird", "signing-key-1")
         assert [line.split()[0] for line in first] == ["created", "created"]
         subs = await listed(sim.url)
         assert sorted(s["event"] for s in subs) == ["channel.created", "channel.updated"]
         assert all(s["service"] == "channels" and s["status"] == "active" for s in subs)
 
-        again = await ensure(sim.url, "https://bridge.example.org/webhooks/bird", "k1")
+        again = await ensure(sim.url, "https://bridge.example.org/webhooks/bird", "signing-key-1")
         assert len(await listed(sim.url)) == 2
         assert all(line.split()[0] in ("kept", "updated") for line in again)
 
-        moved = await ensure(sim.url, "https://bridge2.example.org/webhooks/bird", "k2")
+        moved = await ensure(sim.url, "https://bridge2.example.org/webhooks/bird", "signing-key-2")
         assert all(line.startswith("updated") for line in moved)
         subs = await listed(sim.url)
         assert len(subs) == 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from bridge.config import Secret, load
+from bridge.config import SECRET_MIN_LENGTH, Secret, load, unknown_settings
 from bridge.errors import ConfigError
 
 
@@ -117,3 +118,100 @@ def test_http_connection_timeouts_default_to_bounded_values_and_refuse_zero() ->
         "BRIDGE_HTTP_HEADER_TIMEOUT_S: must be at least 0.1, got '0'",
         "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S: must be at least 0.1, got '0'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("99999", "BRIDGE_HTTP_PORT: must be in 0..65535, got '99999'"),
+        ("65536", "BRIDGE_HTTP_PORT: must be in 0..65535, got '65536'"),
+        ("-1", "BRIDGE_HTTP_PORT: must be in 0..65535, got '-1'"),
+    ],
+)
+def test_http_port_out_of_range_names_the_variable(raw: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"BRIDGE_HTTP_PORT": raw})
+    assert caught.value.problems == [problem]
+
+
+@pytest.mark.parametrize("port", ["0", "65535"])
+def test_http_port_range_ends_are_accepted(port: str) -> None:
+    assert load({"BRIDGE_HTTP_PORT": port}).http_port == int(port)
+
+
+SECRET_VARIABLES = (
+    "BRIDGE_BIRD_ACCESS_KEY",
+    "BRIDGE_WEBHOOK_SIGNING_KEY",
+    "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS",
+    "BRIDGE_KAFKA_SASL_PASSWORD",
+)
+
+
+@pytest.mark.parametrize("variable", SECRET_VARIABLES)
+def test_a_secret_too_short_to_be_real_is_refused_without_showing_it(variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({variable: "q7x"})
+    assert caught.value.problems == [
+        f"{variable}: too short for a secret: at least {SECRET_MIN_LENGTH} characters"
+    ]
+    assert "q7x" not in str(caught.value)
+
+
+@pytest.mark.parametrize("variable", SECRET_VARIABLES)
+def test_a_short_secret_from_a_file_is_refused_too(variable: str, tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("q7x\n")
+    with pytest.raises(ConfigError, match=f"^invalid configuration:\n  {variable}: too short"):
+        load({f"{variable}_FILE": str(path)})
+
+
+def test_a_secret_of_the_minimum_length_is_accepted() -> None:
+    key = "k" * SECRET_MIN_LENGTH
+    config = load({"BRIDGE_BIRD_ACCESS_KEY": key})
+    assert config.bird.access_key == Secret(key)
+
+
+@pytest.mark.parametrize(
+    ("environ", "warnings"),
+    [
+        (
+            {"BRIDGE_KAFKA_BOOTSTRAP_SERVER": "x:9092"},
+            [
+                "BRIDGE_KAFKA_BOOTSTRAP_SERVER is not a known setting; "
+                "did you mean BRIDGE_KAFKA_BOOTSTRAP_SERVERS?"
+            ],
+        ),
+        (
+            {"BRIDGE_BIRD_ACCESSKEY_FILE": "/k", "BRIDGE_LOGLEVEL": "debug"},
+            [
+                "BRIDGE_BIRD_ACCESSKEY_FILE is not a known setting; "
+                "did you mean BRIDGE_BIRD_ACCESS_KEY_FILE?",
+                "BRIDGE_LOGLEVEL is not a known setting; did you mean BRIDGE_LOG_LEVEL?",
+            ],
+        ),
+        ({"BRIDGE_ZZZ": "1"}, ["BRIDGE_ZZZ is not a known setting"]),
+        (
+            {
+                "BRIDGE_HTTP_PORT": "1",
+                "BRIDGE_WEBHOOK_SIGNING_KEY_FILE": "/k",
+                "BRIDGE_KAFKA_SASL_PASSWORD_FILE": "/p",
+                "BRIDGE_CONFIG_FILE": "/c.toml",
+                "BRIDGE_SIMULATOR_ADMIN_TOKEN": "t",
+                "PATH": "/bin",
+                "KAFKA_BOOTSTRAP": "x",
+            },
+            [],
+        ),
+    ],
+)
+def test_unknown_bridge_variables_are_named_with_the_closest_known_one(
+    environ: dict[str, str], warnings: list[str]
+) -> None:
+    assert unknown_settings(environ) == warnings
+
+
+def test_every_documented_variable_is_known() -> None:
+    documented = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    names = set(re.findall(r"`(BRIDGE_[A-Z_]+)`", documented))
+    assert len(names) > 40
+    assert unknown_settings(dict.fromkeys(names, "1")) == []
