@@ -15,7 +15,7 @@ install: $(BIN)/bridge
 
 ## Everything on this machine: embedded Kafka, the Bird simulator, the bridge.
 run: install
-	$(BIN)/bridge dev
+	$(BIN)/bridge dev $(DEV_ARGS)
 
 ## Lint, type-check and the whole test suite (unit + integration on a real broker).
 test: install

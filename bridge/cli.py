@@ -69,16 +69,18 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from bridge.dev import run_dev
+    from bridge.terminal import own_foreground
 
     fix_mmap_threshold()
-    return asyncio.run(
-        run_dev(
-            kafka_port=args.kafka_port,
-            port=args.port,
-            simulator_port=args.simulator_port,
-            warnings=config_module.unknown_settings(os.environ),
+    with own_foreground():
+        return asyncio.run(
+            run_dev(
+                kafka_port=args.kafka_port,
+                port=args.port,
+                simulator_port=args.simulator_port,
+                warnings=config_module.unknown_settings(os.environ),
+            )
         )
-    )
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:

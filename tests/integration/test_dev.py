@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -135,3 +138,64 @@ async def test_a_killed_bridge_dev_leaves_no_broker_behind(tmp_path: Path) -> No
         dev.kill()  # SIGKILL to bridge dev alone (the OOM killer, `kill -9 <pid>`)
         await asyncio.to_thread(dev.wait, 30)
     assert await gone(broker, within=15), "the embedded broker outlived a SIGKILLed bridge dev"
+
+
+def _read_until(fd: int, needle: bytes, seen: bytearray, deadline: float) -> bool:
+    """Read the terminal's output into ``seen`` until ``needle`` shows or it closes."""
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every process on the terminal has gone
+            return needle in seen
+        if not chunk:
+            return needle in seen
+        seen += chunk
+    return needle in seen
+
+
+def test_ctrl_c_on_make_run_in_a_terminal_exits_zero_without_interrupt(tmp_path: Path) -> None:
+    """The README's `make run`, in a real terminal (a pty), stopped by typing Ctrl-C: the
+    terminal's SIGINT goes to the foreground group, where make itself would otherwise
+    also get it and end with `make: *** [run] Interrupt`."""
+    kafka, port, sim = free_port(), free_port(), free_port()
+    venv = Path(sys.executable).parent.parent
+    root = Path(__file__).resolve().parents[2]
+    argv = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(root),
+        # The venv exists: never rebuild it from a test.
+        "-o",
+        f"{venv}/bin/bridge",
+        f"VENV={venv}",
+        f"DEV_ARGS=--kafka-port {kafka} --port {port} --simulator-port {sim}",
+        "run",
+    ]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session leader whose controlling terminal is the pty
+        try:
+            os.execvp("make", argv)  # noqa: S606 (argv is fixed above)
+        finally:
+            os._exit(127)
+    seen = bytearray()
+    try:
+        started = _read_until(fd, b"Try it", seen, time.monotonic() + 90)
+        if started:
+            os.write(fd, b"\x03")  # Ctrl-C, as typed
+            _read_until(fd, b"\x00never", seen, time.monotonic() + 30)
+    finally:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            os.killpg(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert started, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "Interrupt" not in text
+    assert "Traceback" not in text
+    assert "stopped" in text
