@@ -87,6 +87,13 @@ class RecordTooLarge(BridgeError):
     http_status = 413
     reason = "the event is larger than Kafka's record size limit"
 
+    def __init__(
+        self, reason: str | None = None, *, size: int | None = None, limit: int | None = None
+    ) -> None:
+        self.size = size  # bytes, as the producer counts them (None: unknown)
+        self.limit = limit
+        super().__init__(reason)
+
 
 class PublishUnavailable(BridgeError):
     http_status = 503
