@@ -28,6 +28,7 @@ from bridge.bird.policy import Backoff
 from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
 from bridge.commands.parse import Command
 from bridge.commands.results import MAX_REASON, Status, error_body, result_record, shorten
+from bridge.commands.status import classify_channel_status
 from bridge.config import Config
 from bridge.errors import BirdError, InvalidCommand, RecordTooLarge
 from bridge.events import Record, rfc3339, to_record
@@ -37,10 +38,6 @@ from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.commands")
 
-ACTIVE = "active"
-# Channel statuses that end a create as failed (bird-api.md 3 lists active, inactive,
-# pending, preview; anything unknown keeps being followed until the deadline).
-FAILED_STATUSES = frozenset({"inactive", "failed", "error", "rejected", "disabled", "deleted"})
 # How far Bird's clock may be behind ours when matching a connector to a started create.
 CLOCK_SKEW = timedelta(minutes=2)
 
@@ -259,10 +256,11 @@ class Executor:
                             ws, channel_id, deadline=call_deadline
                         )
                         status = channel.get("status")
-                        if status == ACTIVE:
+                        verdict = classify_channel_status(status)
+                        if verdict == "succeeded":
                             outcome = "succeeded"
                             return "succeeded", {"connector": connector, "channel": channel}
-                        if status in FAILED_STATUSES:
+                        if verdict == "failed":
                             outcome = "channel_failed"
                             return "failed", {
                                 "connector": connector,
