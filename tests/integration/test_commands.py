@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bridge.command_tool import build_command, send_and_follow
 from bridge.kafka.embedded import EmbeddedBroker
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
@@ -490,3 +491,31 @@ async def test_an_invalid_command_seen_again_gets_the_same_result(broker: Embedd
             reasons[-1] == b"commandId: already used for a different command; use a new commandId"
         )
         assert len(s.client.results.raw[command_id]) == 2
+
+
+async def test_the_command_tool_prints_a_replayed_result_once_and_says_so(
+    broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with stack(broker) as s:
+        config = s.bridge.bridge.config
+        command = build_command("create", command_id=f"cli-{uuid.uuid4()}", name="Shop")
+        assert await send_and_follow(config, command, timeout=20) == 0
+        first = capsys.readouterr().out
+        results = [line for line in first.splitlines() if line.startswith("result ")]
+        assert results == [
+            "result com.bird.bridge.connector.create.accepted",
+            "result com.bird.bridge.connector.create.succeeded",
+        ]
+
+        # Sent again: answered from the ledger. Printed once, as the replay it is.
+        assert await send_and_follow(config, command, timeout=20) == 0
+        again = capsys.readouterr().out
+        final_id = s.client.results.by_command[command["commandId"]][1]["id"]
+        results = [line for line in again.splitlines() if line.startswith("result ")]
+        assert results == [
+            "result com.bird.bridge.connector.create.succeeded  [replayed: the bridge answered "
+            "from its ledger with the result it published earlier for this commandId (id "
+            f"{final_id})]"
+        ]
+        assert again.count('"status": "succeeded"') == 1
+        assert len(await bird_connectors(s.sim_url)) == 1
