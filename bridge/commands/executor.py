@@ -168,14 +168,15 @@ class Executor:
         (``result_too_large``, naming the connector)."""
         accepted = self._result(command, "accepted", connector=connector)
         full = entry.accepted(connector, accepted)
-        if self._fits(full, accepted):
+        size = self._size(full, accepted)
+        if size <= self.publisher.max_record_size:
             await self.ledger.write(full)
             await self._emit(accepted)
             return full
         log.warning(
             "accepted result too large for Kafka; not published",
             connector_id=connector.get("id"),
-            size=self._size(full, accepted),
+            size=size,
         )
         slim = entry.accepted(_slim(connector), None)
         await self.ledger.write(slim)
@@ -356,8 +357,8 @@ class Executor:
         record (checked before anything is sent, the way the producer counts) is replaced by
         a ``failed`` one with ``result_too_large``, naming the size and the limit."""
         result = self._result(command, status, **fields)
-        if not self._fits(entry.final(result), result):
-            size = self._size(entry.final(result), result)
+        size = self._size(entry.final(result), result)
+        if size > self.publisher.max_record_size:
             status, result = "failed", self._too_large(command, status, size, fields)
         try:
             await self.ledger.write(entry.final(result))
@@ -370,9 +371,6 @@ class Executor:
     def _size(self, entry: Entry, result: Mapping[str, Any]) -> int:
         """The larger of the two records: the ledger entry and the result."""
         return max(size_of(self.ledger.record_of(entry)), size_of(self._record(result)))
-
-    def _fits(self, entry: Entry, result: Mapping[str, Any]) -> bool:
-        return self._size(entry, result) <= self.publisher.max_record_size
 
     def _too_large(
         self, command: Command, status: Status, size: int | None, fields: Mapping[str, Any]
