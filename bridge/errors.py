@@ -106,6 +106,13 @@ class RecordTooLarge(BridgeError):
     reason = "the event is larger than Kafka's record size limit"
     outcome = "record_too_large"
 
+    def __init__(
+        self, reason: str | None = None, *, size: int | None = None, limit: int | None = None
+    ) -> None:
+        self.size = size  # bytes, as the producer counts them (None: unknown)
+        self.limit = limit
+        super().__init__(reason)
+
 
 class PublishUnavailable(BridgeError):
     http_status = 503

@@ -27,19 +27,17 @@ from bridge.bird.client import AmbiguousBirdError, BirdClient
 from bridge.bird.policy import Backoff
 from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
 from bridge.commands.parse import Command
-from bridge.commands.results import Status, error_body, result_record
+from bridge.commands.results import MAX_REASON, Status, error_body, result_record, shorten
+from bridge.commands.status import classify_channel_status
 from bridge.config import Config
 from bridge.errors import BirdError, InvalidCommand, RecordTooLarge
 from bridge.events import Record, rfc3339, to_record
 from bridge.kafka.publisher import Publisher
+from bridge.kafka.size import size_of
 from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.commands")
 
-ACTIVE = "active"
-# Channel statuses that end a create as failed (bird-api.md 3 lists active, inactive,
-# pending, preview; anything unknown keeps being followed until the deadline).
-FAILED_STATUSES = frozenset({"inactive", "failed", "error", "rejected", "disabled", "deleted"})
 # How far Bird's clock may be behind ours when matching a connector to a started create.
 CLOCK_SKEW = timedelta(minutes=2)
 
@@ -158,13 +156,31 @@ class Executor:
                     command, entry or self._started(command), "failed", error=exc.as_result_error()
                 )
                 return "failed"
-            accepted = self._result(command, "accepted", connector=connector)
-            entry = entry.accepted(connector, accepted)
-            await self.ledger.write(entry)
-            await self._emit(accepted)
+            entry = await self._accept(command, entry, connector)
         status, fields = await self._follow(command, connector)
         await self._finish(command, entry, status, **fields)
         return status
+
+    async def _accept(self, command: Command, entry: Entry, connector: dict[str, Any]) -> Entry:
+        """Ledger ``accepted``, then the ``accepted`` result. A connector too large for a Kafka
+        record (with its result, in the ledger) publishes no ``accepted``: the ledger keeps
+        what following needs (its id and channel), and the final result says what happened
+        (``result_too_large``, naming the connector)."""
+        accepted = self._result(command, "accepted", connector=connector)
+        full = entry.accepted(connector, accepted)
+        size = self._size(full, accepted)
+        if size <= self.publisher.max_record_size:
+            await self.ledger.write(full)
+            await self._emit(accepted)
+            return full
+        log.warning(
+            "accepted result too large for Kafka; not published",
+            connector_id=connector.get("id"),
+            size=size,
+        )
+        slim = entry.accepted(_slim(connector), None)
+        await self.ledger.write(slim)
+        return slim
 
     async def _post_create(self, command: Command, entry: Entry, deadline: float) -> dict[str, Any]:
         """POST the connector. A failure that leaves it unknown whether Bird created it is
@@ -241,10 +257,11 @@ class Executor:
                             ws, channel_id, deadline=call_deadline
                         )
                         status = channel.get("status")
-                        if status == ACTIVE:
+                        verdict = classify_channel_status(status)
+                        if verdict == "succeeded":
                             outcome = "succeeded"
                             return "succeeded", {"connector": connector, "channel": channel}
-                        if status in FAILED_STATUSES:
+                        if verdict == "failed":
                             outcome = "channel_failed"
                             return "failed", {
                                 "connector": connector,
@@ -310,7 +327,11 @@ class Executor:
         fingerprint = "invalid:" + hashlib.sha256(value or b"").hexdigest()
         entry = self.ledger.get(exc.command_id)
         if entry is None:
-            error = error_body("invalid_command", exc.reason, details={"field": exc.field})
+            error = error_body(
+                "invalid_command",
+                shorten(exc.reason, MAX_REASON),
+                details={"field": shorten(exc.field, MAX_REASON)},
+            )
             result = self._result_for(exc.command_id, action, "failed", error=error)
             entry = Entry(
                 command_id=exc.command_id,
@@ -332,23 +353,61 @@ class Executor:
             await self._emit_bytes(exc.command_id, final)
 
     async def _finish(self, command: Command, entry: Entry, status: Status, **fields: Any) -> None:
+        """Ledger ``final``, then the final result. A result that would not fit in a Kafka
+        record (checked before anything is sent, the way the producer counts) is replaced by
+        a ``failed`` one with ``result_too_large``, naming the size and the limit."""
         result = self._result(command, status, **fields)
+        size = self._size(entry.final(result), result)
+        if size > self.publisher.max_record_size:
+            status, result = "failed", self._too_large(command, status, size, fields)
         try:
             await self.ledger.write(entry.final(result))
-        except RecordTooLarge:
-            status = "failed"
-            message = "the result is larger than Kafka's record size limit"
-            if command.action == "list":
-                message += "; narrow the list with templateRef"
-            result = self._result(command, status, error=error_body("result_too_large", message))
+        except RecordTooLarge as exc:  # refused by the broker anyway: its limit is lower
+            status, result = "failed", self._too_large(command, status, exc.size, fields)
             await self.ledger.write(entry.final(result))
         await self._emit(result)
         self.metrics.commands.labels(command.action, status).inc()
 
-    async def _emit(self, result: Mapping[str, Any]) -> None:
+    def _size(self, entry: Entry, result: Mapping[str, Any]) -> int:
+        """The larger of the two records: the ledger entry and the result."""
+        return max(size_of(self.ledger.record_of(entry)), size_of(self._record(result)))
+
+    def _too_large(
+        self, command: Command, status: Status, size: int | None, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        limit = self.publisher.max_record_size
+        size_text = f"{size} bytes" if size is not None else "too large"
+        message = (
+            f"the {command.action} result ({size_text}) is over Kafka's record size limit "
+            f"({limit} bytes)"
+        )
+        details: dict[str, Any] = {"size": size, "limit": limit, "resultStatus": status}
+        connector = fields.get("connector")
+        if isinstance(connector, Mapping) and connector.get("id") is not None:
+            details["connectorId"] = connector.get("id")
+            message += f"; connector {connector.get('id')}"
+        channel = fields.get("channel")
+        if isinstance(channel, Mapping):
+            details["channelId"] = channel.get("id")
+            details["channelStatus"] = channel.get("status")
+        error = fields.get("error")
+        if isinstance(error, Mapping):
+            details["errorCode"] = error.get("code")
+        if command.action == "list":
+            message += "; narrow the list with templateRef"
+        elif command.action == "create":
+            message += f"; the create would have {status}"
+        return self._result(
+            command, "failed", error=error_body("result_too_large", message, details=details)
+        )
+
+    @staticmethod
+    def _record(result: Mapping[str, Any]) -> Record:
         command_id = str(result["subject"])
-        record: Record = to_record(result, key=command_id, correlation_id=command_id)
-        await self.publisher.publish_durably(self.config.topics.results, record)
+        return to_record(result, key=command_id, correlation_id=command_id)
+
+    async def _emit(self, result: Mapping[str, Any]) -> None:
+        await self.publisher.publish_durably(self.config.topics.results, self._record(result))
 
     async def _emit_bytes(self, command_id: str, value: bytes) -> None:
         """Publish a stored result again, byte for byte."""
@@ -373,6 +432,15 @@ def _created_after(connector: Mapping[str, Any], since: datetime) -> bool:
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
     return created >= since
+
+
+def _slim(connector: Mapping[str, Any]) -> dict[str, Any]:
+    """What following a create needs of its connector: the id and the channel's id."""
+    slim: dict[str, Any] = {"id": connector.get("id")}
+    channel_id = _channel_id(connector)
+    if channel_id is not None:
+        slim["channel"] = {"channelId": channel_id}
+    return slim
 
 
 def _reason(channel: Mapping[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class Entry:
             final_result=raw.get("finalResult"),
         )
 
-    def accepted(self, connector: dict[str, Any], result: dict[str, Any]) -> Entry:
+    def accepted(self, connector: dict[str, Any], result: dict[str, Any] | None) -> Entry:
         return replace(
             self,
             state="accepted",
@@ -93,7 +93,12 @@ class Entry:
         )
 
     def final(self, result: dict[str, Any]) -> Entry:
-        return replace(self, state="final", final_result=result)
+        """The final entry holds the result only (no connector, no accepted result): a
+        final entry is read back for its result alone, and its record stays about the
+        size of the result (both must fit in a Kafka record)."""
+        return replace(
+            self, state="final", final_result=result, connector=None, accepted_result=None
+        )
 
     def compact(self, position: tuple[int, int]) -> Entry:
         """What memory keeps of a final entry: who it is and where its record is in the
@@ -141,10 +146,14 @@ class Ledger:
     def claimed_connectors(self) -> set[str]:
         return {e.connector_id for e in self.entries.values() if e.connector_id}
 
+    @staticmethod
+    def record_of(entry: Entry) -> Record:
+        return Record(key=entry.command_id.encode(), value=entry.to_json())
+
     async def write(self, entry: Entry) -> None:
-        """Durably record ``entry`` (acks=all), then remember it."""
-        record = Record(key=entry.command_id.encode(), value=entry.to_json())
-        metadata = await self.publisher.publish_durably(self.topic, record)
+        """Durably record ``entry`` (acks=all), then remember it. Raises ``RecordTooLarge``
+        for an entry over Kafka's record limit (callers check with ``record_of`` first)."""
+        metadata = await self.publisher.publish_durably(self.topic, self.record_of(entry))
         self._remember(entry, (metadata.partition, metadata.offset))
 
     async def final_value(self, entry: Entry) -> bytes | None:

@@ -19,9 +19,10 @@ Action = Literal["create", "delete", "get", "list"]
 ACTIONS: tuple[Action, ...] = ("create", "delete", "get", "list")
 MAX_COMMAND_ID = 128
 MAX_ID = 128
+MAX_ECHO = 64  # characters of producer input quoted back in a refusal
 
 # Bird's CreateConnectorReq (bird-api.md 2.1, additionalProperties: false) and field types.
-_CONNECTOR_FIELDS: dict[str, tuple[type, ...]] = {
+CONNECTOR_FIELDS: dict[str, tuple[type, ...]] = {
     "connectorTemplateRef": (str,),
     "name": (str,),
     "arguments": (dict, type(None)),
@@ -41,6 +42,14 @@ class Command:
     template_ref: str | None = None
     connector: Mapping[str, Any] = field(default_factory=dict)  # the create body for Bird
     fingerprint: str = ""
+
+
+def _echo(text: str) -> str:
+    """Producer input quoted in a refusal, cut short: a refusal (its failed result, its
+    dead letter's headers) must stay small whatever the record holds."""
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text) - MAX_ECHO} more characters)"
 
 
 def read_command_id(value: bytes | None) -> str | None:
@@ -77,16 +86,16 @@ def _connector_body(raw: object, command_id: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidCommand("connector", "must be an object", command_id)
     for name in raw:
-        if name not in _CONNECTOR_FIELDS:
-            allowed = ", ".join(_CONNECTOR_FIELDS)
+        if name not in CONNECTOR_FIELDS:
+            allowed = ", ".join(CONNECTOR_FIELDS)
             raise InvalidCommand(
-                f"connector.{name}", f"unknown field (allowed: {allowed})", command_id
+                f"connector.{_echo(name)}", f"unknown field (allowed: {allowed})", command_id
             )
     for name in ("connectorTemplateRef", "name"):
         value = raw.get(name)
         if not isinstance(value, str) or not value.strip():
             raise InvalidCommand(f"connector.{name}", "is required: a non-empty string", command_id)
-    for name, types in _CONNECTOR_FIELDS.items():
+    for name, types in CONNECTOR_FIELDS.items():
         if name in raw and not isinstance(raw[name], types):
             expected = " or ".join(_TYPE_NAMES[t] for t in types)
             raise InvalidCommand(f"connector.{name}", f"must be {expected}", command_id)
@@ -98,7 +107,7 @@ def _too_deep(connector: Mapping[str, Any]) -> str:
         try:
             orjson.dumps(value)
         except orjson.JSONEncodeError:
-            return f"connector.{name}"
+            return f"connector.{_echo(name)}"
     return "connector"
 
 
@@ -125,7 +134,7 @@ def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> C
         raise InvalidCommand("action", "is required", command_id)
     if action not in ACTIONS:
         raise InvalidCommand(
-            "action", f"must be one of {', '.join(ACTIONS)}, got {action!r}", command_id
+            "action", f"must be one of {', '.join(ACTIONS)}, got {_echo(repr(action))}", command_id
         )
 
     if raw.get("workspaceId") is not None:

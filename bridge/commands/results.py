@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bridge.events import Record, cloud_event, rfc3339, to_record
+from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 
 Status = Literal["accepted", "succeeded", "failed"]
 SOURCE = "bird-bridge"
+MAX_REASON = 1000  # characters of a dead letter's dlq-reason
 
 
 def result_record(
@@ -63,6 +65,18 @@ def error_body(
     }
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit
+    while True:
+        note = f"... ({len(text) - keep} characters cut)"
+        if keep + len(note) <= limit or keep == 0:
+            return text[:keep] + note
+        keep = max(limit - len(note), 0)
+
+
 def dead_letter_record(
     *,
     key: bytes | None,
@@ -73,15 +87,46 @@ def dead_letter_record(
     partition: int,
     offset: int,
     command_id: str | None,
+    limit: int = MAX_RECORD_SIZE,
+    refused_size: int | None = None,
 ) -> Record:
-    """The original bytes and headers, plus the reason and where the record came from."""
-    kept = tuple((k, v) for k, v in headers if not k.startswith("dlq-"))
-    extra: list[tuple[str, bytes]] = [
-        ("dlq-reason", reason.encode()),
+    """The original bytes and headers, plus the reason and where the record came from.
+
+    A dead letter must always be writable: a copy over ``limit`` (an original close to
+    Kafka's record limit, tipped over by the dlq-* headers) leaves out the value, then the
+    original headers, then the key, and says so in headers (contract.md, section 5).
+    ``refused_size``: Kafka refused a copy of that size (a broker limit below ours): leave
+    out all three."""
+    value = value or b""
+    original = tuple((k, v) for k, v in headers if not k.startswith("dlq-"))
+    base: list[tuple[str, bytes]] = [
+        ("dlq-reason", shorten(reason, MAX_REASON).encode()),
         ("dlq-source-topic", topic.encode()),
         ("dlq-source-partition", str(partition).encode()),
         ("dlq-source-offset", str(offset).encode()),
     ]
-    if command_id and not any(k == "correlation-id" for k, _ in kept):
-        extra.append(("correlation-id", command_id.encode()))
-    return Record(key=key, value=value or b"", headers=kept + tuple(extra))
+
+    def build(key: bytes | None, value: bytes, kept: tuple[tuple[str, bytes], ...]) -> Record:
+        extra = list(base)
+        if command_id and not any(k == "correlation-id" for k, _ in kept):
+            extra.append(("correlation-id", command_id.encode()))
+        return Record(key=key, value=value, headers=kept + tuple(extra))
+
+    full = build(key, value, original)
+    size = size_of(full)
+    if refused_size is not None:
+        why = f"Kafka refused the copy of {refused_size} bytes as too large"
+        limit = 0  # leave out everything that can be left out
+    elif size <= limit:
+        return full
+    else:
+        why = f"the copy would be {size} bytes, over Kafka's record limit of {limit}"
+    base += [("dlq-value-omitted", why.encode()), ("dlq-original-size", str(len(value)).encode())]
+    record = build(key, b"", original)
+    if size_of(record) > limit and original:
+        base.append(("dlq-headers-omitted", str(len(original)).encode()))
+        record = build(key, b"", ())
+    if size_of(record) > limit and key is not None:
+        base.append(("dlq-key-omitted", str(len(key)).encode()))
+        record = build(None, b"", ())
+    return record

@@ -26,10 +26,10 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
 from bridge.commands.offsets import OffsetTracker
-from bridge.commands.parse import parse_command
+from bridge.commands.parse import CONNECTOR_FIELDS, parse_command
 from bridge.commands.results import dead_letter_record
 from bridge.config import Config
-from bridge.errors import InvalidCommand
+from bridge.errors import InvalidCommand, RecordTooLarge
 from bridge.kafka.clients import consumer_settings
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
@@ -188,7 +188,7 @@ class CommandWorker:
                 record = queue[0]
                 await self.synced.wait()
                 async with self.slots:
-                    await self._handle(record)
+                    await self._handle_safely(record)
                 queue.popleft()
                 tracker = self.trackers.get(tp)
                 if tracker is not None:
@@ -237,6 +237,29 @@ class CommandWorker:
 
     # --- one record -----------------------------------------------------------------
 
+    async def _handle_safely(self, record: Message) -> None:
+        """``_handle``, and whatever it raises (a bug) is logged and dead-lettered: the lane
+        goes on and the offset is committed. Only cancellation stops a lane."""
+        try:
+            await self._handle(record)
+        except Exception as exc:
+            log.exception(
+                "command record failed unexpectedly; dead-lettering it",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            try:
+                await self._dead_letter(record, f"internal error: {type(exc).__name__}", None)
+            except Exception:
+                # Nothing is left to try: say loudly which record is skipped.
+                log.exception(
+                    "command record skipped: it could not be dead-lettered",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+
     async def _handle(self, record: Message) -> None:
         """Never raises (but for cancellation): a bad record must not block its partition."""
         bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
@@ -266,6 +289,12 @@ class CommandWorker:
             await self._reject(record, exc, bound)
         except asyncio.CancelledError:
             raise
+        except RecordTooLarge as exc:  # e.g. a stored result a broker with a lower limit refuses
+            bound.error("a record of this command is too large for Kafka", size=exc.size)
+            await self._dead_letter(
+                record, f"record too large: {exc.size} bytes refused by Kafka", command.command_id
+            )
+            self.metrics.commands.labels(command.action, "error").inc()
         except Exception as exc:
             bound.exception("command failed unexpectedly")
             await self._dead_letter(
@@ -280,22 +309,40 @@ class CommandWorker:
         bound.warning("invalid command", reason=exc.reason, command_id=exc.command_id)
         self.metrics.commands.labels(_action_label(record.value), "invalid").inc()
         if exc.command_id is not None:
-            await self.executor.reject(record.value, _action_label(record.value), exc)
+            try:
+                await self.executor.reject(record.value, _action_label(record.value), exc)
+            except Exception:  # a bug: the dead letter below still says what was wrong
+                bound.exception("failed result of an invalid command not published")
         await self._dead_letter(record, exc.reason, exc.command_id)
 
     async def _dead_letter(self, record: Message, reason: str, command_id: str | None) -> None:
-        self.metrics.dead_letters.labels(reason.split(":", 1)[0]).inc()
-        dead = dead_letter_record(
-            key=record.key,
-            value=record.value,
-            headers=tuple(record.headers or ()),
-            reason=reason,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            command_id=command_id,
-        )
-        await self.publisher.publish_durably(self.config.topics.dead_letter, dead)
+        """Write the record's dead letter; one too large for Kafka is written without its
+        value (``dead_letter_record``), so this never fails for size."""
+        self.metrics.dead_letters.labels(_reason_label(reason)).inc()
+        fields: dict[str, Any] = {
+            "key": record.key,
+            "value": record.value,
+            "headers": tuple(record.headers or ()),
+            "reason": reason,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "command_id": command_id,
+        }
+        dead = dead_letter_record(**fields, limit=self.publisher.max_record_size)
+        if dead.header("dlq-value-omitted") is not None:
+            log.warning(
+                "dead letter too large for Kafka; written without its value",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                value_bytes=len(record.value or b""),
+            )
+        try:
+            await self.publisher.publish_durably(self.config.topics.dead_letter, dead)
+        except RecordTooLarge as exc:  # the broker's limit is below ours
+            dead = dead_letter_record(**fields, refused_size=exc.size)
+            await self.publisher.publish_durably(self.config.topics.dead_letter, dead)
 
 
 def _action_label(value: bytes | None) -> str:
@@ -305,3 +352,12 @@ def _action_label(value: bytes | None) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         return "unknown"
     return action if action in ("create", "delete", "get", "list") else "unknown"
+
+
+def _reason_label(reason: str) -> str:
+    """The metric label of a dead letter: the field or kind, with a bound set of values
+    (unknown ``connector.*`` field names come from the producer)."""
+    label = reason.split(":", 1)[0]
+    if label.startswith("connector.") and label[len("connector.") :] not in CONNECTOR_FIELDS:
+        return "connector.*"
+    return label[:64]

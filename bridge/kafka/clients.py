@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from bridge.config import KafkaConfig, TopicsConfig
+from bridge.kafka.size import MAX_RECORD_SIZE
 
 log = structlog.get_logger("bridge.kafka")
 
@@ -74,7 +75,7 @@ def producer_settings(kafka: KafkaConfig) -> dict[str, Any]:
         "compression_type": None if kafka.compression == "none" else kafka.compression,
         "linger_ms": kafka.linger_ms,
         # Kafka's own default message.max.bytes; enforced client-side for brokers without one.
-        "max_request_size": 1024 * 1024,
+        "max_request_size": MAX_RECORD_SIZE,
     }
 
 

@@ -21,6 +21,7 @@ from bridge.config import KafkaConfig
 from bridge.errors import PublishUnavailable, RecordTooLarge
 from bridge.events import Record
 from bridge.kafka.clients import producer_settings
+from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 from bridge.metrics import Metrics
 
 log = structlog.get_logger("bridge.kafka")
@@ -29,6 +30,8 @@ HEALTH_INTERVAL_S = 2.0
 
 
 class Publisher:
+    max_record_size = MAX_RECORD_SIZE  # the producer's max_request_size
+
     def __init__(
         self,
         kafka: KafkaConfig,
@@ -106,7 +109,9 @@ class Publisher:
         partition: int | None = None,
         on_timeout: Callable[[asyncio.Future[RecordMetadata]], None] | None = None,
     ) -> RecordMetadata:
-        """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``.
+        """Send and wait for Kafka's acknowledgement, or raise ``PublishUnavailable``
+        (``RecordTooLarge`` for a record over ``max_record_size``, or one the broker refuses
+        as too large; callers check ``fits`` first where they can make it smaller).
 
         When the wait times out after the record entered the producer, the record may
         still be delivered: ``on_timeout`` then gets its delivery future, which settles
@@ -133,7 +138,7 @@ class Publisher:
                 )
         except MessageSizeTooLargeError as exc:
             self.failures(topic).inc()
-            raise RecordTooLarge from exc
+            raise RecordTooLarge(size=size_of(record), limit=self.max_record_size) from exc
         except (KafkaError, TimeoutError) as exc:
             self.failures(topic).inc()
             if on_timeout is not None and future is not None and not future.done():
@@ -141,6 +146,10 @@ class Publisher:
             raise PublishUnavailable(f"Kafka did not acknowledge within {timeout:g}s") from exc
         self.latency(topic).observe(time.perf_counter() - started)
         return metadata
+
+    def fits(self, record: Record) -> bool:
+        """Whether the producer accepts ``record`` (the exact check aiokafka makes)."""
+        return size_of(record) <= self.max_record_size
 
     def failures(self, topic: str) -> Any:
         return _child(self._failures, self.metrics.publish_failures, topic)

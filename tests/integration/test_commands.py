@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bridge.command_tool import build_command, send_and_follow
 from bridge.kafka.embedded import EmbeddedBroker
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
@@ -203,16 +205,80 @@ async def test_bird_down_past_the_deadline_fails_retryable(broker: EmbeddedBroke
         assert await bird_connectors(s.sim_url) == []
 
 
-async def test_channel_failure_and_never_active(broker: EmbeddedBroker) -> None:
+async def test_channel_never_active(broker: EmbeddedBroker) -> None:
     async with stack(broker, BRIDGE_COMMANDS_FOLLOW_TIMEOUT_S="1.5") as s:
-        failed = await s.client.run(create_command("shop [fail]"))
-        assert failed["data"]["status"] == "failed"
-        assert failed["data"]["error"]["code"] == "channel_failed"
-        assert failed["data"]["channel"]["status"] == "inactive"
+        # inactive is not known to be final (bird-api.md 3, 6): followed to the deadline.
+        inactive = await s.client.run(create_command("shop [fail]"))
+        assert inactive["data"]["status"] == "failed"
+        assert inactive["data"]["error"]["code"] == "timeout"
+        assert "(last status: inactive)" in inactive["data"]["error"]["message"]
+        assert inactive["data"]["channel"]["status"] == "inactive"
         stuck = await s.client.run(create_command("shop [stuck]"))
         assert stuck["data"]["error"]["code"] == "timeout"
         assert "pending" in stuck["data"]["error"]["message"]
         assert stuck["data"]["connector"]["id"]
+
+
+async def test_a_channel_is_followed_through_statuses_not_known_to_be_final(
+    broker: EmbeddedBroker,
+) -> None:
+    async with stack(broker, BRIDGE_COMMANDS_FOLLOW_TIMEOUT_S="30") as s:
+        passing, failing = create_command("shop [stuck]"), create_command("other [stuck]")
+        await s.client.send(passing)
+        await s.client.send(failing)
+        channel = await _channel_of(s, passing["commandId"])
+        for status in ("provisioning", "inactive"):
+            await _set_channel_status(s, channel, status)
+            await _read_by_the_bridge_after(s, channel, time.time())
+            assert s.client.results.statuses(passing["commandId"]) == ["accepted"]
+        await _set_channel_status(s, channel, "active")
+        final = await s.client.final(passing["commandId"])
+        assert final["data"]["status"] == "succeeded"
+        assert final["data"]["channel"]["status"] == "active"
+        assert s.client.results.statuses(passing["commandId"]) == ["accepted", "succeeded"]
+
+        # An explicit failure ends the create at once, with Bird's reason.
+        await _set_channel_status(
+            s, await _channel_of(s, failing["commandId"]), "failed", "number rejected"
+        )
+        failed = await s.client.final(failing["commandId"])
+        assert failed["data"]["error"]["code"] == "channel_failed"
+        assert failed["data"]["error"]["retryable"] is False
+        assert failed["data"]["error"]["details"] == {"statusReason": "number rejected"}
+
+
+async def _channel_of(s: Stack, command_id: str) -> str:
+    """The channel id of a create's connector, once the simulator installed it."""
+    async with asyncio.timeout(15):
+        while not s.client.results.statuses(command_id):
+            await asyncio.sleep(0.05)
+        connector_id = s.client.results.by_command[command_id][0]["data"]["connector"]["id"]
+        while True:
+            page = await simulator_json_authed(
+                s.sim_url, "GET", f"/workspaces/{DEFAULT_WORKSPACE_ID}/channels?limit=100", None
+            )
+            for channel in page["results"]:
+                if channel["connectorId"] == connector_id:
+                    return str(channel["id"])
+            await asyncio.sleep(0.05)
+
+
+async def _set_channel_status(
+    s: Stack, channel_id: str, status: str, reason: str | None = None
+) -> None:
+    body = {"status": status, **({"statusReason": reason} if reason else {})}
+    await simulator_json(s.sim_url, "POST", f"/_simulator/channels/{channel_id}/status", body)
+
+
+async def _read_by_the_bridge_after(s: Stack, channel_id: str, moment: float) -> None:
+    """Wait until the bridge has read the channel in a request that began after ``moment``."""
+    path = f"/_simulator/requests?method=GET&path=/workspaces/*/channels/{channel_id}"
+    async with asyncio.timeout(15):
+        while True:
+            requests = (await simulator_json(s.sim_url, "GET", path))["results"]
+            if any(r["timestamp"] > moment and r["status"] == 200 for r in requests):
+                return
+            await asyncio.sleep(0.05)
 
 
 async def test_redelivered_commands_are_answered_again_not_re_executed(
@@ -425,3 +491,31 @@ async def test_an_invalid_command_seen_again_gets_the_same_result(broker: Embedd
             reasons[-1] == b"commandId: already used for a different command; use a new commandId"
         )
         assert len(s.client.results.raw[command_id]) == 2
+
+
+async def test_the_command_tool_prints_a_replayed_result_once_and_says_so(
+    broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with stack(broker) as s:
+        config = s.bridge.bridge.config
+        command = build_command("create", command_id=f"cli-{uuid.uuid4()}", name="Shop")
+        assert await send_and_follow(config, command, timeout=20) == 0
+        first = capsys.readouterr().out
+        results = [line for line in first.splitlines() if line.startswith("result ")]
+        assert results == [
+            "result com.bird.bridge.connector.create.accepted",
+            "result com.bird.bridge.connector.create.succeeded",
+        ]
+
+        # Sent again: answered from the ledger. Printed once, as the replay it is.
+        assert await send_and_follow(config, command, timeout=20) == 0
+        again = capsys.readouterr().out
+        final_id = s.client.results.by_command[command["commandId"]][1]["id"]
+        results = [line for line in again.splitlines() if line.startswith("result ")]
+        assert results == [
+            "result com.bird.bridge.connector.create.succeeded  [replayed: the bridge answered "
+            "from its ledger with the result it published earlier for this commandId (id "
+            f"{final_id})]"
+        ]
+        assert again.count('"status": "succeeded"') == 1
+        assert len(await bird_connectors(s.sim_url)) == 1

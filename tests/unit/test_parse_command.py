@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bridge.commands.parse import parse_command, read_command_id
+from bridge.commands.parse import MAX_ECHO, parse_command, read_command_id
 from bridge.errors import InvalidCommand
 
 CREATE: dict[str, Any] = {
@@ -158,3 +158,24 @@ def test_missing_workspace_without_default() -> None:
 )
 def test_read_command_id_is_best_effort(value: bytes | None, expected: str | None) -> None:
     assert read_command_id(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"commandId": "c-1", "action": "x" * 1_000_000}, "action"),
+        ({"commandId": "c-1", "action": {"k": "x" * 1_000_000}}, "action"),
+        (
+            {"commandId": "c-1", "action": "create", "connector": {"y" * 1_000_000: 1}},
+            "connector." + "y" * MAX_ECHO + "... (999936 more characters)",
+        ),
+    ],
+    ids=["long-action", "object-action", "long-unknown-field"],
+)
+def test_refusals_quote_producer_input_cut_short(raw: dict[str, Any], field: str) -> None:
+    # A refusal goes into a failed result and a dead letter's header: it must stay small.
+    with pytest.raises(InvalidCommand) as refused:
+        parse(raw)
+    assert refused.value.field == field
+    assert len(refused.value.reason) < 300
+    assert refused.value.command_id == "c-1"
