@@ -41,29 +41,20 @@ def test_configured_pipeline_redacts_structlog_and_stdlib_lines() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # Whole values go, whatever stands around them (space, quote, =, &, /, :, end).
         ("AccessKey kq7-Zp4x", f"AccessKey {REDACTED}"),
         ('{"key": "kq7-Zp4x"}', f'{{"key": "{REDACTED}"}}'),
         ("url?key=kq7-Zp4x&x=1", f"url?key={REDACTED}&x=1"),
         ("kq7-Zp4x:kq7-Zp4x/kq7-Zp4x", f"{REDACTED}:{REDACTED}/{REDACTED}"),
-        ("kq7-Zp4x-2", f"{REDACTED}-2"),
-        # The same characters inside a longer word or run stay: replacing them there
-        # would mark where the secret's characters occur.
-        ("xkq7-Zp4x", "xkq7-Zp4x"),
-        ("kq7-Zp4xy", "kq7-Zp4xy"),
-        ("kq7-Zp4x_2", "kq7-Zp4x_2"),
+        # Glued to other text, the secret still goes (the text around it stays).
+        ("xkq7-Zp4x", f"x{REDACTED}"),
+        ("kq7-Zp4x_2", f"{REDACTED}_2"),
+        # Parts of the secret are never replaced: only its whole value.
+        ("kq7 and Zp4x", "kq7 and Zp4x"),
         ("no secret here", "no secret here"),
     ],
 )
 def test_redaction_replaces_whole_values_only(text: str, expected: str) -> None:
     assert Redactor(["kq7-Zp4x"]).scrub(text) == expected
-
-
-def test_a_run_of_one_character_is_not_cut_into_pieces() -> None:
-    redactor = Redactor(["aaaaaaaa"])
-    assert redactor.scrub("aaaaaaaaaaaa and aaaaaaaa") == f"aaaaaaaaaaaa and {REDACTED}"
-    # A one-character secret (config refuses those) still never marks single letters.
-    assert Redactor(["e"]).scrub("the event e") == f"the event {REDACTED}"
 
 
 def test_the_longest_secret_wins_where_one_contains_another() -> None:
