@@ -22,6 +22,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from bridge.kafka import clients
 from bridge.kafka.embedded import EMBEDDED_SETTINGS
 
 SIGNING_KEY = "bench-signing-key"
@@ -160,9 +161,9 @@ def rss_mb(pid: int) -> float:
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(100):
-        found = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
+        found = await clients.topic_partitions(consumer, topic)
         if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
+            return found
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} does not exist")
 

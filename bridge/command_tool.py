@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.config import Config
-from bridge.kafka.clients import common_settings
+from bridge.kafka.clients import common_settings, topic_partitions
 
 FINAL = ("succeeded", "failed")
 
@@ -55,8 +55,9 @@ def build_command(
 
 async def _all_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(100):
-        if topic in await consumer.topics():
-            return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        found = await topic_partitions(consumer, topic)
+        if found:
+            return found
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} does not exist (is the bridge running?)")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bridge.kafka.embedded import free_port
+from bridge.kafka.embedded import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "tests" / "kafka" / "pom.xml"
@@ -44,14 +44,14 @@ class KafkaUnavailable(RuntimeError):
 
 def kafka_classpath(*, fetch: bool = True) -> str:
     """The broker's classpath, from the cache or (once) from Maven."""
+    if shutil.which("java") is None:
+        raise KafkaUnavailable("Java is missing (no `java` on PATH)")
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
     cached = CACHE / f"classpath-{digest}.txt"
     if cached.exists():
         classpath = cached.read_text().strip()
         if classpath and all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
             return classpath
-    if shutil.which("java") is None:
-        raise KafkaUnavailable("Java is missing (no `java` on PATH)")
     if not fetch:
         raise KafkaUnavailable("Apache Kafka is not fetched yet")
     if shutil.which("mvn") is None:
@@ -84,7 +84,7 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def broker_settings(nodes: int) -> dict[str, str]:
+def server_settings(nodes: int) -> dict[str, str]:
     """What differs from Kafka's own defaults, for one node or a cluster of three."""
     min_isr = str(min(2, nodes))
     return {
@@ -182,7 +182,7 @@ class KafkaCluster:
     ) -> None:
         self.directory = directory
         self.classpath = classpath or kafka_classpath()
-        self.settings = {**broker_settings(nodes), **(settings or {})}
+        self.settings = {**server_settings(nodes), **(settings or {})}
         self.nodes = [
             KafkaNode(i, free_port(), free_port(), directory / f"node-{i}")
             for i in range(1, nodes + 1)
@@ -379,3 +379,7 @@ class KafkaCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# What a test gets from the broker fixtures: Apache Kafka or the embedded broker.
+Broker = KafkaCluster | EmbeddedBroker
