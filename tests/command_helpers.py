@@ -87,7 +87,11 @@ class CommandClient:
         self.config = config
         self.bootstrap = config.kafka.bootstrap_servers
         self.results = Results()
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=config.kafka.enable_idempotence,
+        )
         self.consumer = AIOKafkaConsumer(
             config.topics.results,
             bootstrap_servers=self.bootstrap,
