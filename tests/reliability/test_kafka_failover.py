@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bridge.config import Config
 from bridge.kafka.clients import all_topics, ensure_topics, topic_partitions
 from tests.bridge_helpers import running_bridge
 from tests.command_helpers import (
@@ -69,6 +70,27 @@ async def end_offsets(bootstrap: str, topic: str) -> int:
         return sum(ends.values())
     finally:
         await consumer.stop()
+
+
+async def group_lag(config: Config) -> dict[int, int]:
+    """Per commands partition: high watermark minus the worker group's committed offset."""
+    topic = config.topics.commands
+    partitions = [TopicPartition(topic, p) for p in range(config.kafka.topic_partitions)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers)
+    await admin.start()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.kafka.bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(
+            config.kafka.consumer_group, partitions=partitions
+        )
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return {tp.partition: ends[tp] - max(0, committed[tp].offset) for tp in partitions}
 
 
 async def test_partition_leader_sigkill_under_webhook_load(kafka_cluster: KafkaCluster) -> None:
@@ -179,6 +201,8 @@ async def test_partition_leader_sigkill_under_a_command_stream(
         # The commands topic holds each command once: the client's producer is idempotent,
         # so its retries across the failover add no copy (its high watermarks say so).
         assert await end_offsets(kafka_cluster.bootstrap, config.topics.commands) == len(ids)
+        # And the group's lag, from the high watermarks and its commits, is 0 everywhere.
+        assert await group_lag(config) == dict.fromkeys(range(config.kafka.topic_partitions), 0)
         print(
             f"\nleader failover under a command stream: node {leader} (leader of commands/0) "
             f"killed with {in_flight} creates unfinished, node {successor} leads after "
