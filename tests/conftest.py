@@ -46,6 +46,8 @@ def _kafka_or_skip() -> str:
     try:
         return kafka_classpath()
     except KafkaUnavailable as exc:
+        if REQUIRE_KAFKA:
+            pytest.fail(f"BRIDGE_TESTS_REQUIRE_KAFKA=1 but {exc}")
         pytest.skip(f"needs Apache Kafka: {exc}")
 
 
@@ -83,7 +85,9 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     """Apache Kafka when Java is here, else the embedded broker."""
     try:
         kafka_classpath()
-    except KafkaUnavailable:
+    except KafkaUnavailable as exc:
+        if REQUIRE_KAFKA:
+            pytest.fail(f"BRIDGE_TESTS_REQUIRE_KAFKA=1 but {exc}")
         embedded: EmbeddedBroker = request.getfixturevalue("embedded_broker")
         return embedded
     cluster: KafkaCluster = request.getfixturevalue("kafka")
