@@ -11,7 +11,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from bridge.kafka import clients
 from bridge.kafka.embedded import EMBEDDED_SETTINGS
 
 SIGNING_KEY = "bench-signing-key"
@@ -31,17 +32,33 @@ HOST = "127.0.0.1"
 Message: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-def bridge_env(bootstrap: str, http_port: int, suffix: str, **overrides: str) -> dict[str, str]:
-    """The environment of a ``bridge run`` child on the embedded broker; topics and the
-    consumer group carry ``suffix`` so every run starts empty."""
+# The embedded broker's own settings (no idempotent producer, one node, slow joins).
+EMBEDDED_BENCH_SETTINGS: dict[str, str] = {
+    **EMBEDDED_SETTINGS,
+    "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
+    "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+    "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+}
+# One Apache Kafka node: the production defaults, one replica.
+KAFKA_BENCH_SETTINGS: dict[str, str] = {"BRIDGE_KAFKA_REPLICATION_FACTOR": "1"}
+
+
+def bridge_env(
+    bootstrap: str,
+    http_port: int,
+    suffix: str,
+    broker_settings: Mapping[str, str] = EMBEDDED_BENCH_SETTINGS,
+    /,
+    **overrides: str,
+) -> dict[str, str]:
+    """The environment of a ``bridge run`` child on the broker (the embedded one unless
+    ``broker_settings`` say otherwise); topics and the consumer group carry ``suffix`` so
+    every run starts empty."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env.update(
         {
             "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            **EMBEDDED_SETTINGS,
-            "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
-            "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-            "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+            **broker_settings,
             "BRIDGE_KAFKA_CONSUMER_GROUP": f"bridge-{suffix}",
             "BRIDGE_TOPIC_EVENTS": f"events-{suffix}",
             "BRIDGE_TOPIC_COMMANDS": f"commands-{suffix}",
@@ -160,9 +177,9 @@ def rss_mb(pid: int) -> float:
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(100):
-        found = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None
+        found = await clients.topic_partitions(consumer, topic)
         if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
+            return found
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} does not exist")
 

@@ -1,6 +1,7 @@
 """Ingest benchmark: signed webhooks over loopback against the bridge and two baselines.
 
-One invocation starts the embedded broker, then for each target runs a server process, a
+One invocation starts a broker (the embedded one, or with ``--broker kafka`` one node of
+Apache Kafka with the bridge's production defaults), then for each target runs a server process, a
 warm-up and a measured wrk run at the same concurrency:
 
     (a) bridge  ``bridge run --role ingest`` (verify, normalize, dedupe, publish, 204)
@@ -11,7 +12,8 @@ Every request carries a distinct ``messagebird-request-id`` (the bridge dedupes 
 signature covers timestamp, URL and body only, so a few hundred pre-signed bodies are cycled
 with fresh ids. Afterwards the bridge's topic is read back and compared with its 204 count.
 
-    python -m bench.ingest [--duration 15] [--warmup 3] [--connections 64] [--profile out.txt]
+    python -m bench.ingest [--broker embedded|kafka] [--duration 15] [--warmup 3]
+                           [--connections 64] [--profile out.txt]
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import aiohttp
 import orjson
 
 from bench.common import (
+    EMBEDDED_BENCH_SETTINGS,
     HOST,
+    KAFKA_BENCH_SETTINGS,
     PUBLIC_URL,
     SIGNING_KEY,
     Child,
@@ -47,8 +51,13 @@ from bridge import logs
 from bridge.ingest.verify import sign
 from bridge.kafka.clients import ensure_topics
 from bridge.kafka.embedded import EmbeddedBroker, free_port
+from tests.kafka_cluster import KAFKA_VERSION, KafkaCluster
 
 TIMESTAMP = "1751742552"
+BROKERS = {
+    "embedded": "the embedded broker (Tansu, memory only)",
+    "kafka": f"Apache Kafka {KAFKA_VERSION} (one KRaft node, tests/kafka_cluster.py)",
+}
 TARGETS = ("bridge", "bare", "naive")
 
 LUA = r"""
@@ -251,13 +260,19 @@ async def main(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     script = work / "webhooks.lua"
     script.write_text(lua_script(args.bodies))
-    broker = EmbeddedBroker(log_path=work / "broker.log")
+    broker: EmbeddedBroker | KafkaCluster
+    if args.broker == "kafka":
+        broker = KafkaCluster(work / "kafka", 1)
+        settings = KAFKA_BENCH_SETTINGS
+    else:
+        broker = EmbeddedBroker(log_path=work / "broker.log")
+        settings = EMBEDDED_BENCH_SETTINGS
     broker.start()
     runs: dict[str, Measured] = {}
     outcomes: dict[str, int] = {}
     try:
         suffix = uuid.uuid4().hex[:8]
-        env = bridge_env(broker.bootstrap, free_port(), suffix, **dict(args.bridge_env))
+        env = bridge_env(broker.bootstrap, free_port(), suffix, settings, **dict(args.bridge_env))
         naive_topic = f"naive-{suffix}"
         await ensure_topics(config_module.load(env).kafka, [naive_topic])
         for name in TARGETS:
@@ -273,6 +288,11 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         broker.stop()
     print(banner("Ingest benchmark", "bench.ingest"))
+    kafka = config_module.load(env).kafka
+    print(
+        f"broker: {BROKERS[args.broker]}; idempotent producer "
+        f"{'on' if kafka.enable_idempotence else 'off'}, {kafka.topic_partitions} partitions"
+    )
     print(
         f"load: wrk {args.threads} threads, {args.connections} connections, "
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured per target, "
@@ -353,6 +373,13 @@ def report(runs: dict[str, Measured]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--broker",
+        choices=sorted(BROKERS),
+        default="embedded",
+        help="embedded: Tansu, as `bridge dev`; kafka: one Apache Kafka node "
+        "(Java and Maven, fetched as for the tests)",
     )
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per target")

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Config
 from bridge.errors import StartupError
-from bridge.kafka.clients import common_settings
+from bridge.kafka.clients import common_settings, topic_partitions
 
 FINAL = ("succeeded", "failed")
 CATCH_UP_S = 10.0  # at most this long reading the results that were there before the send
@@ -106,8 +106,9 @@ class Answers:
 
 async def _all_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(100):
-        if topic in await consumer.topics():
-            return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        found = await topic_partitions(consumer, topic)
+        if found:
+            return found
         await asyncio.sleep(0.1)
     raise StartupError(f"topic {topic} does not exist: is the bridge running?")
 

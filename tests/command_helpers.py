@@ -87,15 +87,19 @@ class CommandClient:
         self.config = config
         self.bootstrap = config.kafka.bootstrap_servers
         self.results = Results()
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=config.kafka.enable_idempotence,
+        )
         self.consumer = AIOKafkaConsumer(
             config.topics.results,
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=f"results-reader-{uuid.uuid4().hex[:6]}",
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=300,
+            session_timeout_ms=config.kafka.session_timeout_ms,
+            heartbeat_interval_ms=config.kafka.heartbeat_interval_ms,
         )
         self._task: asyncio.Task[None] | None = None
 

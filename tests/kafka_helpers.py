@@ -12,21 +12,46 @@ from aiokafka.structs import ConsumerRecord
 
 from bridge import config as config_module
 from bridge.config import Config
+from bridge.kafka.clients import topic_partitions
 from bridge.kafka.embedded import EMBEDDED_SETTINGS
+from tests.kafka_cluster import KafkaCluster
 
 SIGNING_KEY = "test-signing-key"
 PUBLIC_URL = "https://bridge.example.org/webhooks/bird"
 
 
+# The embedded broker (Tansu) only: no idempotent producer, one node (EMBEDDED_SETTINGS),
+# and it holds a JoinGroup for half the session timeout, so its tests use short ones.
+EMBEDDED_TEST_SETTINGS: dict[str, str] = {
+    **EMBEDDED_SETTINGS,
+    "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
+    "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+    "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+}
+
+# Apache Kafka brokers started by the fixtures, by bootstrap: the bridge runs on them with
+# its production defaults, only the replication factor follows the cluster's size.
+_APACHE_KAFKA: dict[str, dict[str, str]] = {}
+
+
+def register_broker(cluster: KafkaCluster) -> None:
+    _APACHE_KAFKA[cluster.bootstrap] = {
+        "BRIDGE_KAFKA_REPLICATION_FACTOR": str(cluster.replication_factor),
+    }
+
+
+def broker_settings(bootstrap: str) -> dict[str, str]:
+    """The bridge's broker settings for this bootstrap: production defaults on Apache Kafka,
+    the embedded broker's own settings on anything else (a Tansu started by a test)."""
+    return dict(_APACHE_KAFKA.get(bootstrap, EMBEDDED_TEST_SETTINGS))
+
+
 def broker_env(bootstrap: str, **overrides: str) -> dict[str, str]:
-    """Settings for the embedded broker, with topic names unique to one test."""
+    """Settings for the bridge on this broker, with topic names unique to one test."""
     suffix = uuid.uuid4().hex[:8]
     env = {
         "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        **EMBEDDED_SETTINGS,
-        "BRIDGE_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "BRIDGE_KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+        **broker_settings(bootstrap),
         "BRIDGE_KAFKA_CONSUMER_GROUP": f"bridge-{suffix}",
         "BRIDGE_TOPIC_EVENTS": f"events-{suffix}",
         "BRIDGE_TOPIC_COMMANDS": f"commands-{suffix}",
@@ -77,8 +102,8 @@ async def read_topic(
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(50):
-        if topic in await consumer.topics():
-            found = consumer.partitions_for_topic(topic) or set()
-            return [TopicPartition(topic, p) for p in sorted(found)]
+        found = await topic_partitions(consumer, topic)
+        if found:
+            return found
         await asyncio.sleep(0.1)
     raise AssertionError(f"topic {topic} does not exist")

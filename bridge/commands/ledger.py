@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Config
 from bridge.events import Record
-from bridge.kafka.clients import consumer_settings
+from bridge.kafka.clients import consumer_settings, topic_partitions
 from bridge.kafka.publisher import Publisher
 
 log = structlog.get_logger("bridge.ledger")
@@ -196,10 +196,9 @@ class Ledger:
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         for _ in range(100):
-            if self.topic in await consumer.topics():
-                found = consumer.partitions_for_topic(self.topic) or set()
-                if found:
-                    return [TopicPartition(self.topic, p) for p in sorted(found)]
+            found = await topic_partitions(consumer, self.topic)
+            if found:
+                return found
             await asyncio.sleep(0.1)
         raise KafkaError(f"ledger topic {self.topic!r} does not exist")
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
@@ -122,6 +123,14 @@ async def ensure_topics(
             log.info("topic ready", topic=name, created=code == 0)
     finally:
         await admin.close()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` from fresh metadata of every topic; [] while it does not
+    exist. A consumer's own metadata holds only the topics it tracks: Kafka answers the
+    empty topic list aiokafka starts with by no topics (the embedded broker by all)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
 
 
 def all_topics(topics: TopicsConfig) -> list[str]:

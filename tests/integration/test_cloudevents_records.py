@@ -16,11 +16,11 @@ import aiohttp
 import orjson
 import pytest
 
-from bridge.kafka.embedded import EmbeddedBroker
 from tests.bridge_helpers import running_bridge
 from tests.cloudevents_helpers import read_with_sdk
 from tests.command_helpers import command_client, command_env, create_command, fast_simulator
 from tests.ingest_helpers import channel_event, delivery
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config, read_topic
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 ODD_TIMES = ["yesterday", "2026-01-01 10:00:00", "2026-01-01T10:00:00", 1751742552, None]
 
 
-async def test_every_event_and_result_record_is_read_by_the_sdk(broker: EmbeddedBroker) -> None:
+async def test_every_event_and_result_record_is_read_by_the_sdk(broker: Broker) -> None:
     simulator = fast_simulator()
     await simulator.start()
     try:

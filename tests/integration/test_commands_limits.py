@@ -19,7 +19,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bridge.commands.results import dead_letter_record
 from bridge.config import Config
-from bridge.kafka.embedded import EmbeddedBroker
 from bridge.kafka.size import MAX_RECORD_SIZE, record_size
 from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.bridge_helpers import running_bridge
@@ -30,6 +29,7 @@ from tests.command_helpers import (
     create_command,
     fast_simulator,
 )
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config, read_topic
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ CONNECTORS = f"/workspaces/{DEFAULT_WORKSPACE_ID}/connectors"
 
 
 @asynccontextmanager
-async def commands(broker: EmbeddedBroker) -> AsyncIterator[tuple[Config, CommandClient, str]]:
+async def commands(broker: Broker) -> AsyncIterator[tuple[Config, CommandClient, str]]:
     simulator = fast_simulator()
     await simulator.start()
     try:
@@ -84,7 +84,7 @@ async def wait_committed(config: Config, partition: int, offset: int) -> None:
 
 
 async def test_an_invalid_command_of_a_mebibyte_is_dead_lettered_and_its_key_goes_on(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     async with commands(broker) as (config, client, _):
         key = b"one-key"
@@ -118,7 +118,7 @@ async def test_an_invalid_command_of_a_mebibyte_is_dead_lettered_and_its_key_goe
 
 
 async def test_an_unexpected_error_in_a_record_does_not_stop_its_lane(
-    broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = 0
 
@@ -155,7 +155,7 @@ async def bird_post(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_results_over_the_record_limit_fail_with_result_too_large(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     big = "m" * 400_000
     async with commands(broker) as (_, client, sim_url):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bridge.kafka.clients import all_topics, ensure_topics
-from bridge.kafka.embedded import EmbeddedBroker, free_port
+from bridge.kafka.embedded import free_port
 from bridge.simulator.settings import DEV_ACCESS_KEY
 from tests.command_helpers import (
     CommandClient,
@@ -26,6 +26,7 @@ from tests.command_helpers import (
     fast_simulator,
     simulator_json,
 )
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config, broker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,9 +57,7 @@ async def wait_for(predicate: Any, timeout: float = 30) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_sigkill_at_random_points_never_creates_twice(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+async def test_sigkill_at_random_points_never_creates_twice(broker: Broker, tmp_path: Path) -> None:
     """Kill the worker (SIGKILL) while creates are in flight, at three kinds of moment, and
     restart it each time: every command ends with one final outcome, one connector each."""
     simulator = fast_simulator(install_delay_s=0.2, activate_delay_s=1.5)
@@ -131,9 +130,7 @@ def _assert_one_outcome_each(client: CommandClient, ids: list[str]) -> None:
         assert b'"succeeded"' in finals[0]
 
 
-async def test_sigterm_lets_in_flight_commands_finish(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+async def test_sigterm_lets_in_flight_commands_finish(broker: Broker, tmp_path: Path) -> None:
     simulator = fast_simulator(install_delay_s=0.2, activate_delay_s=1.5)
     await simulator.start()
     try:

@@ -12,6 +12,7 @@ import pytest
 from bridge.kafka.embedded import EmbeddedBroker
 from tests.bridge_helpers import running_bridge
 from tests.ingest_helpers import channel_event, delivery
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config, read_topic
 from tests.persistent_broker import persistent_broker
 
@@ -25,14 +26,14 @@ async def post(
         return response.status, dict(response.headers), await response.read()
 
 
-async def test_signed_webhook_is_published_keyed_by_channel(broker: EmbeddedBroker) -> None:
-    config = bridge_config(broker.bootstrap)
+async def test_signed_webhook_is_published_keyed_by_channel(any_broker: Broker) -> None:
+    config = bridge_config(any_broker.bootstrap)
     body = channel_event("channel.created", status="pending")
     raw, headers = delivery(body, request_id="req-created-1")
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:
         status, _, _ = await post(session, app.url, raw, headers)
         assert status == 204
-    records = await read_topic(broker.bootstrap, config.topics.events, expect=1)
+    records = await read_topic(any_broker.bootstrap, config.topics.events, expect=1)
     assert len(records) == 1
     record = records[0]
     event = orjson.loads(record.value)
@@ -50,7 +51,7 @@ async def test_signed_webhook_is_published_keyed_by_channel(broker: EmbeddedBrok
 
 
 async def test_refusals_answer_the_contract_status_and_publish_nothing(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     config = bridge_config(broker.bootstrap, BRIDGE_WEBHOOK_MAX_BODY_BYTES="2048")
     good_raw, good_headers = delivery(channel_event())
@@ -90,7 +91,7 @@ async def test_refusals_answer_the_contract_status_and_publish_nothing(
     assert len(records) == 1
 
 
-async def test_signed_json_is_published_whatever_its_content_type(broker: EmbeddedBroker) -> None:
+async def test_signed_json_is_published_whatever_its_content_type(broker: Broker) -> None:
     """The signature decides, not the Content-Type (contract 9); a mismatch is counted."""
     config = bridge_config(broker.bootstrap)
     sent = []
@@ -116,7 +117,7 @@ async def test_signed_json_is_published_whatever_its_content_type(broker: Embedd
     assert sorted(orjson.loads(r.value)["id"] for r in records) == sorted(sent)
 
 
-async def test_trace_context_is_carried_to_the_event_record(broker: EmbeddedBroker) -> None:
+async def test_trace_context_is_carried_to_the_event_record(broker: Broker) -> None:
     """traceparent / tracestate go to the record's Kafka headers unchanged; an invalid
     traceparent is dropped (with its tracestate) and the webhook still published."""
     config = bridge_config(broker.bootstrap)
@@ -142,7 +143,7 @@ async def test_trace_context_is_carried_to_the_event_record(broker: EmbeddedBrok
     }
 
 
-async def test_duplicates_are_acknowledged_but_published_once(broker: EmbeddedBroker) -> None:
+async def test_duplicates_are_acknowledged_but_published_once(broker: Broker) -> None:
     config = bridge_config(broker.bootstrap)
     raw, headers = delivery(channel_event(), request_id="req-dup")
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:
@@ -157,7 +158,7 @@ async def test_duplicates_are_acknowledged_but_published_once(broker: EmbeddedBr
     assert len(records) == 1
 
 
-async def test_previous_signing_key_is_accepted_during_rotation(broker: EmbeddedBroker) -> None:
+async def test_previous_signing_key_is_accepted_during_rotation(broker: Broker) -> None:
     config = bridge_config(
         broker.bootstrap,
         BRIDGE_WEBHOOK_SIGNING_KEY="new-signing-key",
@@ -174,7 +175,7 @@ async def test_previous_signing_key_is_accepted_during_rotation(broker: Embedded
             assert status == expected, key
 
 
-async def test_health_readiness_and_metrics(broker: EmbeddedBroker) -> None:
+async def test_health_readiness_and_metrics(broker: Broker) -> None:
     config = bridge_config(broker.bootstrap)
     raw, headers = delivery(channel_event())
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:
@@ -196,7 +197,7 @@ async def test_health_readiness_and_metrics(broker: EmbeddedBroker) -> None:
 
 
 async def test_inbound_rate_limit_per_client_answers_429_with_retry_after(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     config = bridge_config(
         broker.bootstrap,
@@ -221,7 +222,7 @@ async def test_inbound_rate_limit_per_client_answers_429_with_retry_after(
     assert other == 204
 
 
-async def test_slow_body_gets_408_and_does_not_hold_others(broker: EmbeddedBroker) -> None:
+async def test_slow_body_gets_408_and_does_not_hold_others(broker: Broker) -> None:
     config = bridge_config(broker.bootstrap, BRIDGE_WEBHOOK_READ_TIMEOUT_S="1")
     raw, headers = delivery(channel_event())
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:

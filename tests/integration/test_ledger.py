@@ -15,9 +15,9 @@ from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
 from bridge.config import Config
 from bridge.events import rfc3339
 from bridge.kafka.clients import ensure_topics
-from bridge.kafka.embedded import EmbeddedBroker
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
 
 pytestmark = pytest.mark.integration
@@ -50,8 +50,8 @@ async def ledger_of(config: Config) -> AsyncIterator[Ledger]:
         await publisher.stop(timeout=5)
 
 
-async def test_a_finished_command_is_read_back_byte_for_byte(broker: EmbeddedBroker) -> None:
-    config = bridge_config(broker.bootstrap)
+async def test_a_finished_command_is_read_back_byte_for_byte(any_broker: Broker) -> None:
+    config = bridge_config(any_broker.bootstrap)
     await ensure_topics(config.kafka, [config.topics.ledger], compacted=[config.topics.ledger])
     started = Entry("c-1", "fp", "create", "started", rfc3339(datetime.now(UTC)))
     final = started.accepted(CONNECTOR, result("c-1", "accepted")).final(result("c-1", "succeeded"))
@@ -73,7 +73,7 @@ async def test_a_finished_command_is_read_back_byte_for_byte(broker: EmbeddedBro
         assert await restarted.final_value(kept) == published
 
 
-async def test_a_record_that_is_gone_is_said_so(broker: EmbeddedBroker) -> None:
+async def test_a_record_that_is_gone_is_said_so(broker: Broker) -> None:
     config = bridge_config(broker.bootstrap)
     await ensure_topics(config.kafka, [config.topics.ledger], compacted=[config.topics.ledger])
     async with ledger_of(config) as ledger:

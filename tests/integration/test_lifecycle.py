@@ -15,8 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.kafka.embedded import EmbeddedBroker, free_port
+from bridge.kafka.embedded import free_port
 from tests.ingest_helpers import channel_event, delivery
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import broker_env
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ async def wait_status(url: str, expected: int, timeout: float = 20) -> None:
             await asyncio.sleep(0.1)
 
 
-async def test_sigterm_drains_and_exits_zero(broker: EmbeddedBroker) -> None:
+async def test_sigterm_drains_and_exits_zero(broker: Broker) -> None:
     port = free_port()
     env = broker_env(broker.bootstrap, BRIDGE_HTTP_PORT=str(port), BRIDGE_LOG_FORMAT="json")
     base = f"http://127.0.0.1:{port}"

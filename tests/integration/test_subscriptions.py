@@ -10,7 +10,6 @@ import pytest
 
 from bridge import config as config_module
 from bridge.bird.client import BirdClient
-from bridge.kafka.embedded import EmbeddedBroker
 from bridge.metrics import Metrics
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import (
@@ -21,6 +20,7 @@ from bridge.simulator.settings import (
 )
 from bridge.subscriptions import ensure_subscriptions
 from tests.bridge_helpers import running_bridge
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ async def test_ensure_creates_then_keeps_then_follows_url_and_key() -> None:
         assert {s["url"] for s in subs} == {"https://bridge2.example.org/webhooks/bird"}
 
 
-async def test_ensure_at_start_up_registers_in_the_background(broker: EmbeddedBroker) -> None:
+async def test_ensure_at_start_up_registers_in_the_background(broker: Broker) -> None:
     """BRIDGE_ENSURE_SUBSCRIPTIONS=true: the ingest role registers itself at start."""
     async with SimulatorServer(SimulatorSettings()) as sim:
         config = bridge_config(

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.kafka.embedded import EmbeddedBroker
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.bridge_helpers import running_bridge
@@ -31,6 +30,7 @@ from tests.command_helpers import (
     simulator_json,
     sms_connector,
 )
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
 from tests.reliability import (
     all_final,
@@ -49,7 +49,7 @@ WS = f"/workspaces/{DEFAULT_WORKSPACE_ID}"
 
 @asynccontextmanager
 async def commands_bridge(
-    broker: EmbeddedBroker, bird_url: str, **overrides: str
+    broker: Broker, bird_url: str, **overrides: str
 ) -> AsyncIterator[CommandClient]:
     """The bridge's commands role in-process against ``bird_url``, and a command client."""
     config = bridge_config(broker.bootstrap, **{**command_env(bird_url), **overrides})
@@ -85,7 +85,7 @@ def command(action: str, **fields: Any) -> dict[str, Any]:
     return {"commandId": f"{action}-{uuid.uuid4()}", "action": action, **fields}
 
 
-async def test_bursts_of_429_5xx_timeouts_and_cut_connections(broker: EmbeddedBroker) -> None:
+async def test_bursts_of_429_5xx_timeouts_and_cut_connections(broker: Broker) -> None:
     """Every kind of transient failure Bird can give, in bursts on creates, reads and the
     look-up lists: every command succeeds and each create makes exactly one connector."""
     simulator = fast_simulator()
@@ -159,7 +159,7 @@ async def test_bursts_of_429_5xx_timeouts_and_cut_connections(broker: EmbeddedBr
     ids=["503-5s", "refused-5s", "503-a-minute"],
 )
 async def test_bird_down_shorter_and_longer_than_the_deadline(
-    broker: EmbeddedBroker, outage: str, outage_s: float, patient_s: int, hasty_s: int
+    broker: Broker, outage: str, outage_s: float, patient_s: int, hasty_s: int
 ) -> None:
     """Bird is unavailable for ``outage_s``. A bridge whose command deadline is longer
     carries every command through it; one whose deadline is shorter fails them
@@ -251,7 +251,7 @@ async def test_bird_down_shorter_and_longer_than_the_deadline(
         await simulator.stop()
 
 
-async def test_outbound_get_rate_stays_under_the_limit(broker: EmbeddedBroker) -> None:
+async def test_outbound_get_rate_stays_under_the_limit(broker: Broker) -> None:
     """50 commands at once, 20 GET/s allowed: Bird never sees more than 20 GETs of the
     workspace in any one-second window, and the limit is reached (the test saturates it)."""
     simulator = fast_simulator()

@@ -14,7 +14,6 @@ import orjson
 import pytest
 
 from bridge.kafka.clients import all_topics, ensure_topics
-from bridge.kafka.embedded import EmbeddedBroker
 from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.command_helpers import (
     CommandClient,
@@ -26,6 +25,7 @@ from tests.command_helpers import (
     simulator_json,
     sms_connector,
 )
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config, broker_env
 from tests.reliability import (
     BridgeProcess,
@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEED = 1126
 KILLS = 5
-MAX_CREATES = 40  # the stream runs until the last kill, bounded by this
+MAX_CREATES = 80  # the stream runs until the last kill (10 s apart: the session timeout)
 
 
 def delete_command(connector_id: str) -> dict[str, Any]:
@@ -94,7 +94,7 @@ class Stream:
 
 
 async def test_sigkill_at_seeded_random_moments_of_a_create_and_delete_stream(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     """Five SIGKILLs at seeded random moments while creates and deletes flow, a restart
     after each: every command ends with one distinct final result, Bird holds exactly the

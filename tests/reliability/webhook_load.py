@@ -10,8 +10,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
+from bridge.kafka.clients import topic_partitions
 from tests.ingest_helpers import channel_event, delivery
 
 MAX_ATTEMPTS = 30  # per delivery; Bird retries for hours, scaled down here
@@ -79,9 +80,8 @@ async def read_events(
     await consumer.start()
     events: dict[str, list[dict[str, Any]]] = {}
     try:
-        assert topic in await consumer.topics()
-        found = consumer.partitions_for_topic(topic) or set()
-        partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        partitions = await topic_partitions(consumer, topic)
+        assert partitions, topic
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         quiet = 0

@@ -19,12 +19,13 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bridge.ingest.verify import sign
-from bridge.kafka.embedded import EmbeddedBroker
+from bridge.kafka.clients import topic_partitions
 from tests.bridge_helpers import RunningBridge, running_bridge
 from tests.ingest_helpers import channel_event, delivery
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import PUBLIC_URL, SIGNING_KEY, bridge_config, read_topic
 
 pytestmark = pytest.mark.integration
@@ -148,11 +149,7 @@ async def published_event(app: RunningBridge, event_id: str, timeout: float = 10
     )
     await consumer.start()
     try:
-        assert config.topics.events in await consumer.topics()
-        partitions = [
-            TopicPartition(config.topics.events, p)
-            for p in sorted(consumer.partitions_for_topic(config.topics.events) or ())
-        ]
+        partitions = await topic_partitions(consumer, config.topics.events)
         assert partitions
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -169,7 +166,7 @@ async def published_event(app: RunningBridge, event_id: str, timeout: float = 10
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def bridge(broker: EmbeddedBroker) -> AsyncIterator[RunningBridge]:
+async def bridge(broker: Broker) -> AsyncIterator[RunningBridge]:
     """One bridge for the tests that need only the default limits (1 MiB, 1 s to read)."""
     config = bridge_config(broker.bootstrap, BRIDGE_WEBHOOK_READ_TIMEOUT_S="1")
     async with running_bridge(config) as app:
@@ -355,7 +352,7 @@ def json_of_size(size: int) -> bytes:
 
 
 async def test_a_body_of_exactly_the_limit_is_taken_one_byte_more_is_413(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     config = bridge_config(broker.bootstrap, BRIDGE_WEBHOOK_MAX_BODY_BYTES="4096")
     exact, over = json_of_size(4096), json_of_size(4097)
@@ -387,7 +384,7 @@ async def test_a_body_of_exactly_the_limit_is_taken_one_byte_more_is_413(
 
 
 async def test_a_body_whose_event_exceeds_kafkas_limit_is_refused_with_413(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     config = bridge_config(broker.bootstrap)
     body = json_of_size(config.webhook.max_body_bytes)
@@ -485,7 +482,7 @@ async def test_slow_bodies_get_408_while_others_are_served_quickly(
 
 
 async def test_hundreds_of_concurrent_deliveries_are_all_published(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     config = bridge_config(broker.bootstrap)
     deliveries = [delivery(channel_event(), request_id=f"many-{i}") for i in range(300)]
@@ -505,7 +502,7 @@ async def test_hundreds_of_concurrent_deliveries_are_all_published(
 # --- inbound rate limit -----------------------------------------------------------------------
 
 
-async def test_the_inbound_rate_limit_answers_429_with_retry_after(broker: EmbeddedBroker) -> None:
+async def test_the_inbound_rate_limit_answers_429_with_retry_after(broker: Broker) -> None:
     config = bridge_config(broker.bootstrap, BRIDGE_WEBHOOK_RATE_LIMIT_PER_S="1")
     async with running_bridge(config) as app, aiohttp.ClientSession() as session:
         first = orjson.dumps(channel_event())
@@ -537,7 +534,7 @@ async def test_the_inbound_rate_limit_answers_429_with_retry_after(broker: Embed
 
 
 async def test_a_forged_forwarded_for_behind_an_appending_proxy_does_not_escape_the_limit(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     config = bridge_config(
         broker.bootstrap,

@@ -15,9 +15,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from bridge.kafka.embedded import EmbeddedBroker
 from tests.bridge_helpers import RunningBridge, running_bridge
 from tests.ingest_helpers import channel_event, delivery
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ GET = b"GET /healthz HTTP/1.1\r\nHost: bridge.example.org\r\n\r\n"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def bridge(broker: EmbeddedBroker) -> AsyncIterator[RunningBridge]:
+async def bridge(broker: Broker) -> AsyncIterator[RunningBridge]:
     """A bridge of its own per test: each test counts its closed connections."""
     config = bridge_config(
         broker.bootstrap,

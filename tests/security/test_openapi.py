@@ -44,8 +44,9 @@ from schemathesis.specs.openapi.checks import (
 from bridge.app import Bridge, build_app
 from bridge.config import Config
 from bridge.ingest.verify import sign
-from bridge.kafka.embedded import EmbeddedBroker, free_port
+from bridge.kafka.embedded import free_port
 from tests.bridge_helpers import running_bridge
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import PUBLIC_URL, SIGNING_KEY, bridge_config, read_topic
 
 pytestmark = pytest.mark.integration
@@ -104,7 +105,7 @@ def bridge_in_thread(config: Config, *, wait_ready: bool = True) -> Iterator[Liv
 
 
 @pytest.fixture(scope="module")
-def live_bridge(broker: EmbeddedBroker) -> Iterator[LiveBridge]:
+def live_bridge(broker: Broker) -> Iterator[LiveBridge]:
     with bridge_in_thread(bridge_config(broker.bootstrap)) as live:
         yield live
 
@@ -132,7 +133,7 @@ CONFORMANCE = [
 CHECKS = [*CONFORMANCE, negative_data_rejection, missing_required_header]
 
 
-def test_the_document_describes_exactly_the_served_routes(broker: EmbeddedBroker) -> None:
+def test_the_document_describes_exactly_the_served_routes(broker: Broker) -> None:
     documented = {
         (path, method.upper())
         for path, item in schema.raw_schema["paths"].items()
@@ -273,7 +274,7 @@ def answer(live: LiveBridge, body: Any, headers: dict[str, str]) -> requests.Res
     return response
 
 
-def test_every_documented_webhook_status_conforms(broker: EmbeddedBroker) -> None:
+def test_every_documented_webhook_status_conforms(broker: Broker) -> None:
     """Each documented answer, provoked on purpose, matches its description."""
     config = bridge_config(
         broker.bootstrap,

@@ -28,14 +28,16 @@ import aiohttp
 import orjson
 import pytest
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bridge import config as config_module
 from bridge import logs
 from bridge.ingest.verify import sign
-from bridge.kafka.embedded import EmbeddedBroker, free_port
+from bridge.kafka.clients import topic_partitions
+from bridge.kafka.embedded import free_port
 from tests.command_helpers import command_client, command_env, create_command, fast_simulator
 from tests.ingest_helpers import channel_event
+from tests.kafka_cluster import Broker
 from tests.kafka_helpers import PUBLIC_URL, broker_env
 
 pytestmark = pytest.mark.integration
@@ -111,8 +113,8 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
     )
     await consumer.start()
     try:
-        assert topic in await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await topic_partitions(consumer, topic)
+        assert partitions, topic
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
@@ -176,7 +178,7 @@ async def simulator_for(access_key: str) -> AsyncIterator[str]:
 
 
 async def test_no_secret_reaches_logs_metrics_answers_or_topics(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: Broker, tmp_path: Path
 ) -> None:
     port = free_port()
     async with simulator_for(ACCESS_KEY) as simulator_url:
