@@ -62,14 +62,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from bridge.simulator.cli import run as run_simulator
+    from birdsim.cli import run as run_simulator
 
     return run_simulator(args)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from bridge.dev import run_dev
-    from bridge.terminal import own_foreground
+    from bridgedev.runner import run_dev
+    from bridgedev.terminal import own_foreground
 
     fix_mmap_threshold()
     with own_foreground():
@@ -165,7 +165,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bridge.simulator import cli as simulator_cli
+    from birdsim import cli as simulator_cli
 
     parser = argparse.ArgumentParser(
         prog="bridge", description="Channel Bridge: Bird's channel platform <-> Kafka."

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from birdsim.server import SimulatorServer
+from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from bridge.kafka.embedded import EmbeddedBroker
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.bridge_helpers import running_bridge
 from tests.command_helpers import (
     CommandClient,

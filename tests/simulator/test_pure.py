@@ -6,33 +6,33 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.errors import ConfigError
-from bridge.simulator import FaultSettings, ScriptedResponse, ScriptRule, SimulatorSettings
-from bridge.simulator.app import create_app
-from bridge.simulator.delivery import build_headers, retry_delay
-from bridge.simulator.faults import (
+from birdsim import FaultSettings, ScriptedResponse, ScriptRule, SimulatorSettings
+from birdsim.app import create_app
+from birdsim.delivery import build_headers, retry_delay
+from birdsim.faults import (
     FaultPlan,
     FaultSettingsError,
     RateLimiter,
     faults_from_json,
     parse_script,
 )
-from bridge.simulator.model import format_time
-from bridge.simulator.paging import (
+from birdsim.model import format_time
+from birdsim.paging import (
     PageRequest,
     decode_token,
     encode_token,
     paginate,
     parse_page_request,
 )
-from bridge.simulator.problems import ApiError, Problems
-from bridge.simulator.state import SimulatorState, install_outcome, make_identifier
-from bridge.simulator.validation import (
+from birdsim.problems import ApiError, Problems
+from birdsim.state import SimulatorState, install_outcome, make_identifier
+from birdsim.validation import (
     check_url,
     parse_connector,
     parse_subscription,
     parse_subscription_patch,
 )
+from bridge.errors import ConfigError
 
 from .conftest import PHONE_NUMBER_ID, sms_connector
 

@@ -118,7 +118,7 @@ def test_version_and_simulator_help_as_processes() -> None:
 
 def test_dev_banner_says_how_to_make_a_group_join_fast() -> None:
     from bridge.config import load
-    from bridge.dev import banner, dev_environment
+    from bridgedev.runner import banner, dev_environment
 
     config = load(dev_environment(kafka_port=19092, port=18080, simulator_port=18081))
     text = banner(config, kafka_port=19092, simulator_port=18081)

@@ -1,7 +1,7 @@
 """Signature vectors this project's code did not make, checked against both signers.
 
 The bridge verifies with ``bridge.ingest.verify``; the simulator signs with its own
-``bridge.simulator.signing``. Both are held to:
+``birdsim.signing``. Both are held to:
 
 - MessageBird's published test vectors (python-rest-api, ``tests/test_signed_request.py``;
   quoted in bird-api.md section 6). That older SDK signs the same HMAC construction with
@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
+from birdsim.signing import bird_signature
 from bridge.errors import SignatureMismatch
 from bridge.ingest.verify import compute_signature, sign, verify_signature
-from bridge.simulator.signing import bird_signature
 
 ROOT = Path(__file__).parents[2]
 
@@ -119,14 +119,14 @@ def test_the_php_vectors_cover_what_they_claim() -> None:
 
 def test_the_simulator_signs_without_the_bridges_verifier() -> None:
     """Its own signer, so a mistake in the verifier is not repeated by the simulator."""
-    for path in (ROOT / "bridge" / "simulator").glob("*.py"):
+    for path in (ROOT / "birdsim").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 assert not (node.module or "").startswith("bridge.ingest"), path
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("bridge.ingest") for a in node.names), path
     code = (
-        "import sys, bridge.simulator.delivery, bridge.simulator.app, bridge.simulator.cli;"
+        "import sys, birdsim.delivery, birdsim.app, birdsim.cli;"
         "print(sorted(m for m in sys.modules if m.startswith('bridge.ingest')))"
     )
     loaded = subprocess.run(

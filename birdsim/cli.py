@@ -14,11 +14,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bridge import logs
-from bridge.errors import ConfigError
-from bridge.simulator.faults import check_faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim.faults import check_faults
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     DEFAULT_ORGANIZATION_ID,
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,
@@ -26,6 +24,8 @@ from bridge.simulator.settings import (
     FaultSettings,
     SimulatorSettings,
 )
+from bridge import logs
+from bridge.errors import ConfigError
 
 DEFAULT_PORT = 8081
 

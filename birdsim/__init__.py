@@ -3,9 +3,9 @@
 A product feature (``bridge dev``, integration tests, demos); see docs/simulator.md.
 """
 
-from bridge.simulator.app import create_app
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim.app import create_app
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     DEFAULT_ORGANIZATION_ID,
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,
