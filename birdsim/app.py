@@ -17,9 +17,8 @@ from birdsim.model import EXECUTION_STATUSES, Channel, Connector, Delivery, Subs
 from birdsim.paging import paginate, parse_page_request
 from birdsim.problems import Problems, invalid_parameters
 from birdsim.runtime import Simulator
-from birdsim.settings import SimulatorSettings
+from birdsim.settings import InvalidSettings, SimulatorSettings
 from birdsim.validation import parse_subscription, parse_subscription_patch
-from bridge.errors import ConfigError
 
 SUBSCRIPTIONS = "/organizations/{org}/workspaces/{ws}/webhook-subscriptions"
 
@@ -193,7 +192,7 @@ def create_app(settings: SimulatorSettings | None = None) -> web.Application:
     settings = settings or SimulatorSettings()
     problems = settings.problems() + [f"faults.{p}" for p in check_faults(settings.faults)]
     if problems:
-        raise ConfigError(problems)
+        raise InvalidSettings(problems)
     app = web.Application(middlewares=[edge_middleware])
     app[SIMULATOR] = Simulator(settings)
     add_bird_routes(app)

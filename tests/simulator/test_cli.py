@@ -13,7 +13,7 @@ import pytest
 
 from birdsim import DEFAULT_ORGANIZATION_ID, DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from birdsim.cli import DEFAULT_PORT, main, parse_options
-from bridge.errors import ConfigError
+from birdsim.settings import InvalidSettings
 
 
 def test_defaults() -> None:
@@ -68,7 +68,7 @@ def test_environment_then_flags() -> None:
 
 
 def test_every_problem_reported_at_once(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(InvalidSettings) as exc:
         parse_options(["--reset-rate=2", "--install-delay=-1", "--port=70000"], {})
     assert exc.value.problems == [
         "install_delay_s: must be >= 0",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from birdsim import FaultSettings, ScriptedResponse, ScriptRule, SimulatorSettings
+from birdsim import FaultSettings, InvalidSettings, ScriptedResponse, ScriptRule, SimulatorSettings
 from birdsim.app import create_app
 from birdsim.delivery import build_headers, retry_delay
 from birdsim.faults import (
@@ -32,7 +32,6 @@ from birdsim.validation import (
     parse_subscription,
     parse_subscription_patch,
 )
-from bridge.errors import ConfigError
 
 from .conftest import PHONE_NUMBER_ID, sms_connector
 
@@ -364,7 +363,7 @@ def test_invalid_settings_are_reported_together() -> None:
         delivery_max_attempts=37,
         faults=FaultSettings(reset_rate=1.5),
     )
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(InvalidSettings) as exc:
         create_app(bad)
     assert exc.value.problems == [
         "access_keys: at least one non-empty key is required",
