@@ -245,8 +245,7 @@ async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
 
 def bound_port(runner: web.AppRunner) -> int:
     """The port a site listens on (useful with port 0)."""
-    for site in runner.sites:
-        server: Any = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
+    for address in runner.addresses:  # socket names; a str for a unix socket
+        if isinstance(address, tuple):
+            return int(address[1])
     raise RuntimeError("no site is listening")
