@@ -28,13 +28,19 @@ RUN python3 -m venv /opt/venv \
 # during the build) and installed without touching the dependencies; `pip check` fails
 # the build if the lock misses a dependency of pyproject.toml. Then pip and setuptools
 # leave the runtime venv (nothing installs packages at run time).
+# Only bridge/ is copied: the development packages next to it (birdsim, the Bird
+# simulator with its open control API; bridgedev, `bridge dev`) are not in the image,
+# and the build fails if either became importable.
 COPY pyproject.toml README.md ./
 COPY bridge/ bridge/
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
     && /opt/venv/bin/pip install --no-deps --no-index /tmp/wheels/channel_bridge-*.whl \
     && /opt/venv/bin/pip check \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
-    && /opt/venv/bin/bridge --help > /dev/null
+    && /opt/venv/bin/bridge --help > /dev/null \
+    && /opt/venv/bin/python -I -c "import importlib.util as u, sys; \
+found = [m for m in ('birdsim', 'bridgedev') if u.find_spec(m)]; \
+sys.exit(f'development packages in the image: {found}' if found else 0)"
 
 # ---------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime

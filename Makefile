@@ -68,3 +68,8 @@ helm:
 	fi
 
 test: helm
+
+## The tests without those marked slow (process and fault tests): a few minutes less.
+.PHONY: test-quick
+test-quick: install
+	$(BIN)/pytest -m "not slow"

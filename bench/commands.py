@@ -40,15 +40,15 @@ from bench.common import (
     tail_topic,
     verdict,
 )
-from bridge import logs
-from bridge.kafka.embedded import EmbeddedBroker, free_port
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,
     FaultSettings,
     SimulatorSettings,
 )
+from bridge import logs
+from bridge.kafka.embedded import EmbeddedBroker, free_port
 
 FINAL = ("succeeded", "failed")
 RATE_LIMIT = 100_000  # per second, at the simulator and in the bridge: never the bottleneck

@@ -62,14 +62,14 @@ from bench.common import (
     verdict,
 )
 from bench.ingest import TIMESTAMP, channel_event, lua_script, run_wrk, webhook_outcomes
-from bridge import logs
-from bridge.ingest.verify import sign
-from bridge.kafka.embedded import EmbeddedBroker, free_port
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     FaultSettings,
     SimulatorSettings,
 )
+from bridge import logs
+from bridge.ingest.verify import sign
+from bridge.kafka.embedded import EmbeddedBroker, free_port
 
 RSS_GROWTH_LIMIT = 1.20
 REQUEST_TIMEOUT_S = 10.0

@@ -24,7 +24,7 @@ from bridge.http_server import HttpRunner
 from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
 from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
-from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
+from bridge.metrics import CONTENT_TYPE_LATEST, Counter, Metrics
 from bridge.ports import port_problem
 
 log = structlog.get_logger("bridge")
@@ -42,7 +42,7 @@ class Bridge:
     draining: bool = False
     publisher: Publisher = field(init=False)
     readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
-    _outcomes: dict[str, Any] = field(default_factory=dict)
+    _outcomes: dict[str, Counter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)
@@ -245,8 +245,7 @@ async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
 
 def bound_port(runner: web.AppRunner) -> int:
     """The port a site listens on (useful with port 0)."""
-    for site in runner.sites:
-        server: Any = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
+    for address in runner.addresses:  # socket names; a str for a unix socket
+        if isinstance(address, tuple):
+            return int(address[1])
     raise RuntimeError("no site is listening")

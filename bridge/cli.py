@@ -2,6 +2,9 @@
 
 Start-up failures (``ConfigError``, ``StartupError``) become one line on stderr each and a
 non-zero exit here, at the edge; never a traceback.
+
+``dev`` and ``simulator`` run the development packages ``bridgedev`` and ``birdsim``, which
+the production image does not install; there they fail with one line saying so.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +27,25 @@ from bridge.config import ROLES, Config, Role
 from bridge.errors import ConfigError, StartupError
 
 log = structlog.get_logger("bridge.cli")
+
+# The subcommands that run a development package, and that package.
+DEV_TOOLS = {"dev": "bridgedev", "simulator": "birdsim"}
+NOT_INSTALLED = (
+    "a development tool, not installed here (the production image has only the bridge); "
+    "run it from a source checkout after `make install`"
+)
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def _missing_dev_tool(argv: Sequence[str]) -> str | None:
+    """The subcommand in ``argv`` if it is a development tool that is not installed."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in DEV_TOOLS and not _installed(DEV_TOOLS[command]):
+        return command
+    return None
 
 
 def _roles(name: str) -> list[Role]:
@@ -62,14 +85,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from bridge.simulator.cli import run as run_simulator
+    from birdsim.cli import run as run_simulator
 
     return run_simulator(args)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from bridge.dev import run_dev
-    from bridge.terminal import own_foreground
+    from bridgedev.runner import run_dev
+    from bridgedev.terminal import own_foreground
 
     fix_mmap_threshold()
     with own_foreground():
@@ -165,8 +188,6 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bridge.simulator import cli as simulator_cli
-
     parser = argparse.ArgumentParser(
         prog="bridge", description="Channel Bridge: Bird's channel platform <-> Kafka."
     )
@@ -250,17 +271,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(func=cmd_command)
 
-    sim = sub.add_parser(
-        "simulator",
-        help="run the Bird API simulator alone",
-        description=simulator_cli.DESCRIPTION,
-    )
-    simulator_cli.add_arguments(sim)
+    if _installed("birdsim"):
+        from birdsim import cli as simulator_cli
+
+        sim = sub.add_parser(
+            "simulator",
+            help="run the Bird API simulator alone",
+            description=simulator_cli.DESCRIPTION,
+        )
+        simulator_cli.add_arguments(sim)
+    else:
+        sim = sub.add_parser("simulator", help="the Bird API simulator (not installed here)")
     sim.set_defaults(func=cmd_simulator)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    missing = _missing_dev_tool(argv)
+    if missing:
+        print(f"bridge {missing}: {NOT_INSTALLED}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     name = " ".join(filter(None, ("bridge", args.command, getattr(args, "subcommand", None))))
     try:

@@ -14,6 +14,8 @@ import orjson
 import structlog
 
 REDACTED = "[redacted]"
+# Nesting the redactor follows into lists and dicts; deeper (or cyclic) values become text.
+_MAX_DEPTH = 8
 
 
 class Redactor:
@@ -35,17 +37,32 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         return text
 
+    def scrub_value(self, value: Any, depth: int = 0) -> Any:
+        """``value`` with every secret in its strings replaced; lists, tuples and dicts
+        keep their shape (a list field stays a JSON array). Other objects, and containers
+        nested deeper than ``_MAX_DEPTH``, are rendered as text anyway: that text is
+        scrubbed."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, int | float | bool | type(None)):
+            return value
+        if depth < _MAX_DEPTH:
+            if isinstance(value, list | tuple):
+                return type(value)(self.scrub_value(item, depth + 1) for item in value)
+            if isinstance(value, dict):
+                return {
+                    self.scrub_value(k, depth + 1): self.scrub_value(v, depth + 1)
+                    for k, v in value.items()
+                }
+        return self.scrub(repr(value))
+
     def __call__(
         self, _logger: Any, _method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         if not self.secrets:
             return event
         for key, value in event.items():
-            if isinstance(value, str):
-                event[key] = self.scrub(value)
-            elif not isinstance(value, int | float | bool | type(None)):
-                # Containers and objects are rendered as text anyway; scrub that text.
-                event[key] = self.scrub(repr(value))
+            event[key] = self.scrub_value(value)
         return event
 
 

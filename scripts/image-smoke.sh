@@ -4,7 +4,9 @@
 # Checks: the multi-stage build succeeds (hash-checked dependencies); the container runs
 # read-only, non-root (uid 10001), with every capability dropped; GET /healthz answers 200
 # with no Kafka reachable; /readyz answers 503; the image HEALTHCHECK passes; nothing can
-# be written outside /tmp; SIGTERM stops it with exit code 0 within the drain deadline.
+# be written outside /tmp; the development packages (birdsim, bridgedev) cannot be
+# imported and `bridge simulator` says so in one line; SIGTERM stops it with exit code 0
+# within the drain deadline.
 #
 # Without systemd (containers, CI) podman logs "unable to get systemd connection" errors
 # for its healthcheck timer: harmless, the HEALTHCHECK is run by hand below.
@@ -181,6 +183,19 @@ main() {
     pm exec "$NAME" /opt/venv/bin/python -c 'open("/tmp/probe", "w").write("ok")' \
         || fail "/tmp is not writable"
     echo "read-only root, writable /tmp -> ok"
+
+    local package said
+    for package in birdsim bridgedev; do
+        if pm exec "$NAME" /opt/venv/bin/python -c "import $package" > /dev/null 2>&1; then
+            fail "the development package $package is importable in the image"
+        fi
+    done
+    echo "import birdsim / import bridgedev -> ModuleNotFoundError"
+    said=$(pm exec "$NAME" /opt/venv/bin/bridge simulator 2>&1) \
+        && fail "bridge simulator ran in the image"
+    [[ $said == "bridge simulator: a development tool, not installed here"* ]] \
+        || fail "bridge simulator said: $said"
+    echo "bridge simulator -> $said"
 
     log "stopping with SIGTERM (timeout ${STOP_TIMEOUT}s)"
     local t0 t1 code

@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from birdsim.server import SimulatorServer
+from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY, SimulatorSettings
 from bridge.config import Config
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY, SimulatorSettings
 
 FINAL = ("succeeded", "failed")
 

@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -16,13 +15,13 @@ from bridge.config import Config
 from bridge.errors import (
     BadPayload,
     PayloadTooLarge,
-    PublishUnavailable,
     RequestTimeout,
     SignatureMismatch,
     TooManyRequests,
 )
 from bridge.events import Record
 from bridge.ingest.dedupe import DedupeWindow
+from bridge.ingest.deliveries import Deliveries, OnTimeout
 from bridge.ingest.normalize import event_id, normalize_event, parse_body
 from bridge.ingest.trace import TRACEPARENT, TRACESTATE, trace_headers
 from bridge.ingest.verify import (
@@ -72,8 +71,8 @@ def _is_json(content_type: str) -> bool:
 
 
 class WebhookIngest:
-    """The webhook handler. Duplicate deliveries (same event id) are answered, not republished;
-    concurrent duplicates wait on the first one's publish."""
+    """The webhook handler. Duplicate deliveries (same event id) are answered, not republished
+    (the bookkeeping is ``bridge.ingest.deliveries``)."""
 
     def __init__(
         self,
@@ -93,14 +92,18 @@ class WebhookIngest:
             for key in (self.webhook.signing_key, self.webhook.signing_key_previous)
             if key is not None
         ]
-        self.window = DedupeWindow(
-            max_entries=self.webhook.dedupe_max_entries, ttl_s=self.webhook.dedupe_ttl_s
+        self.deliveries = Deliveries(
+            self._publish,
+            DedupeWindow(
+                max_entries=self.webhook.dedupe_max_entries, ttl_s=self.webhook.dedupe_ttl_s
+            ),
+            wait_timeout_s=self.webhook.publish_timeout_s,
+            # The producer's own retries end within a few request timeouts.
+            settle_timeout_s=3 * config.kafka.request_timeout_ms / 1000,
+            on_duplicate=metrics.webhook_duplicates.inc,
+            clock=clock,
         )
-        self.in_flight: dict[str, asyncio.Future[None]] = {}
-        metrics.webhook_deliveries_in_flight.set_function(lambda: len(self.in_flight))
-        # How long a record in the producer may still take to settle after its request
-        # gave up (503): the producer's own retries end within a few request timeouts.
-        self.settle_timeout_s = 3 * config.kafka.request_timeout_ms / 1000
+        metrics.webhook_deliveries_in_flight.set_function(lambda: len(self.deliveries))
         rate = self.webhook.rate_limit_per_s
         self.limiter = KeyedLimiter(rate) if rate > 0 else None
 
@@ -170,75 +173,13 @@ class WebhookIngest:
             origin="webhook",
             trace=trace,
         )
-        request[OUTCOME] = await self.publish_once(event_id(request_id, body), record)
+        request[OUTCOME] = await self.deliveries.publish_once(event_id(request_id, body), record)
         return web.Response(status=204)
 
-    async def publish_once(self, event_id: str, record: Record) -> str:
-        """Publish ``record`` unless this delivery was published already; return the outcome.
-
-        A delivery whose record entered the producer stays in flight until Kafka settles
-        it, also after its request gave up (503): a retry that comes meanwhile waits for
-        that record instead of publishing a second copy. A record that never entered the
-        producer (its buffer full in an outage) is given up with its request."""
-        if self.window.contains(event_id, self.clock()):
-            self.metrics.webhook_duplicates.inc()
-            return "duplicate"
-        pending = self.in_flight.get(event_id)
-        if pending is not None:
-            try:
-                async with asyncio.timeout(self.webhook.publish_timeout_s):
-                    await asyncio.wait([pending])
-            except TimeoutError:
-                raise PublishUnavailable("the same delivery is still on its way") from None
-            if pending.cancelled():
-                raise PublishUnavailable("the same delivery could not be published")
-            self.metrics.webhook_duplicates.inc()
-            return "duplicate"
-        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.in_flight[event_id] = outcome
-        handed_over = False
-
-        def on_its_way(delivery: asyncio.Future[Any]) -> None:
-            nonlocal handed_over
-            handed_over = True
-            self._follow(event_id, outcome, delivery)
-
-        try:
-            await self.publisher.publish(
-                self.config.topics.events,
-                record,
-                timeout=self.webhook.publish_timeout_s,
-                on_timeout=on_its_way,
-            )
-        except BaseException:
-            if not handed_over:
-                self._settle(event_id, outcome, published=False)
-            raise
-        self._settle(event_id, outcome, published=True)
-        return "published"
-
-    def _follow(
-        self, event_id: str, outcome: asyncio.Future[None], delivery: asyncio.Future[Any]
-    ) -> None:
-        """Keep a 503'd delivery in flight until Kafka settles its record (or the bound)."""
-        give_up = asyncio.get_running_loop().call_later(
-            self.settle_timeout_s, self._settle, event_id, outcome, False
+    async def _publish(self, record: Record, on_timeout: OnTimeout) -> None:
+        await self.publisher.publish(
+            self.config.topics.events,
+            record,
+            timeout=self.webhook.publish_timeout_s,
+            on_timeout=on_timeout,
         )
-
-        def settled(done: asyncio.Future[Any]) -> None:
-            give_up.cancel()
-            ok = not done.cancelled() and done.exception() is None
-            self._settle(event_id, outcome, published=ok)
-
-        delivery.add_done_callback(settled)
-
-    def _settle(self, event_id: str, outcome: asyncio.Future[None], published: bool) -> None:
-        if outcome.done():
-            return
-        if self.in_flight.get(event_id) is outcome:
-            del self.in_flight[event_id]
-        if published:
-            self.window.remember(event_id, self.clock())
-            outcome.set_result(None)
-        else:
-            outcome.cancel()

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
+from birdsim.server import SimulatorServer
+from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from bridge.command_tool import build_command, send_and_follow
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.bridge_helpers import RunningBridge, running_bridge
 from tests.command_helpers import (
     CommandClient,

@@ -17,10 +17,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from bridge.commands.results import dead_letter_record
 from bridge.config import Config
 from bridge.kafka.size import MAX_RECORD_SIZE, record_size
-from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.bridge_helpers import running_bridge
 from tests.command_helpers import (
     CommandClient,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from birdsim.settings import DEV_ACCESS_KEY
 from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.embedded import free_port
-from bridge.simulator.settings import DEV_ACCESS_KEY
 from tests.command_helpers import (
     CommandClient,
     bird_connectors,

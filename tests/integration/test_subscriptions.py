@@ -8,16 +8,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge import config as config_module
-from bridge.bird.client import BirdClient
-from bridge.metrics import Metrics
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     DEFAULT_ORGANIZATION_ID,
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,
     SimulatorSettings,
 )
+from bridge import config as config_module
+from bridge.bird.client import BirdClient
+from bridge.metrics import Metrics
 from bridge.subscriptions import ensure_subscriptions
 from tests.bridge_helpers import running_bridge
 from tests.kafka_cluster import Broker

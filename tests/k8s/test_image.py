@@ -1,19 +1,26 @@
 """The image's inputs: hashed lock files against pyproject.toml, the Dockerfile's contract.
 
-Pure file checks (no build); the real build and run is scripts/image-smoke.sh.
+File checks, and the image's wheel built and imported as the Dockerfile builds it; the real
+image build and run is scripts/image-smoke.sh.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from bridge.cli import NOT_INSTALLED
 from tests.k8s.render import DOCKERFILE, ROOT
 
 RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
@@ -121,3 +128,105 @@ def test_build_context_is_an_allow_list_of_what_the_dockerfile_copies() -> None:
     assert copied == allowed
     for path in copied:
         assert (ROOT / path).exists(), path
+
+
+DEV_PACKAGES = ("birdsim", "bridgedev")
+
+
+def builder_copies() -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY from the build context (not --from a stage)."""
+    return [
+        (rest.split()[:-1], rest.split()[-1])
+        for keyword, rest in dockerfile_instructions()
+        if keyword == "COPY" and "--from=" not in rest
+    ]
+
+
+def image_sources(into: Path) -> Path:
+    """The builder stage's /src: what the Dockerfile copies from the context, copied here."""
+    for sources, destination in builder_copies():
+        target = into / destination
+        for source in sources:
+            path = ROOT / source
+            if path.is_dir():
+                shutil.copytree(
+                    path, target, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+                )
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target / path.name)
+    return into
+
+
+def test_the_image_copies_only_the_production_package() -> None:
+    packages = {
+        source.rstrip("/")
+        for sources, _ in builder_copies()
+        for source in sources
+        if (ROOT / source / "__init__.py").exists()
+    }
+    assert packages == {"bridge"}
+    for package in DEV_PACKAGES:
+        assert (ROOT / package / "__init__.py").exists(), f"{package} moved: update this test"
+    # The build itself fails if a development package became importable.
+    runs = [rest for keyword, rest in dockerfile_instructions() if keyword == "RUN"]
+    (guard,) = [run for run in runs if "find_spec" in run]
+    assert all(f"'{package}'" in guard for package in DEV_PACKAGES)
+
+
+def test_the_images_python_cannot_import_the_simulator(tmp_path: Path) -> None:
+    """Build the wheel the image installs (as the Dockerfile does: its sources, no build
+    isolation), then run Python on that wheel and the runtime dependencies alone."""
+    src = image_sources(tmp_path / "src")
+    built = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
+            *("--quiet", "--wheel-dir", str(tmp_path / "wheels"), str(src)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheels").glob("channel_bridge-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/")[0] for name in archive.namelist()}
+        archive.extractall(tmp_path / "installed")
+    assert {name for name in top if not name.endswith(".dist-info")} == {"bridge"}
+
+    # -S: no .pth files, so the source checkout's editable install is not on the path;
+    # the dependencies come from this virtualenv's site-packages, the project from the wheel.
+    code = f"""
+import contextlib, importlib.util, io, sys
+sys.path[:] = [{str(tmp_path / "installed")!r}, {sysconfig.get_paths()["purelib"]!r}, *sys.path[1:]]
+print([m for m in {DEV_PACKAGES!r} if importlib.util.find_spec(m)])
+try:
+    import birdsim
+except ModuleNotFoundError as exc:
+    print("ModuleNotFoundError", exc.name)
+from bridge import cli
+print(cli.__file__.startswith({str(tmp_path / "installed")!r}))
+for command in (["simulator", "--port", "0"], ["dev"]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(command)
+    print(code, err.getvalue().strip())
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+    cli.main(["--help"])
+print("run" in out.getvalue() and "simulator" in out.getvalue())
+"""
+    ran = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[:3] == ["[]", "ModuleNotFoundError birdsim", "True"]
+    for line, command in zip(lines[3:5], ("simulator", "dev"), strict=True):
+        assert line == f"1 bridge {command}: {NOT_INSTALLED}"
+    assert lines[5] == "True"

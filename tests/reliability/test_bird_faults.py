@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
+from birdsim.server import SimulatorServer
+from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.bridge_helpers import running_bridge
 from tests.command_helpers import (
     CommandClient,

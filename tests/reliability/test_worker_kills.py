@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from bridge.kafka.clients import all_topics, ensure_topics
-from bridge.simulator.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
 from tests.command_helpers import (
     CommandClient,
     bird_connectors,

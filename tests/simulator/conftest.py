@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.simulator import (
+from birdsim import (
     DEFAULT_ORGANIZATION_ID,
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,

@@ -11,9 +11,9 @@ import sys
 import aiohttp
 import pytest
 
-from bridge.errors import ConfigError
-from bridge.simulator import DEFAULT_ORGANIZATION_ID, DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
-from bridge.simulator.cli import DEFAULT_PORT, main, parse_options
+from birdsim import DEFAULT_ORGANIZATION_ID, DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY
+from birdsim.cli import DEFAULT_PORT, main, parse_options
+from birdsim.settings import InvalidSettings
 
 
 def test_defaults() -> None:
@@ -68,7 +68,7 @@ def test_environment_then_flags() -> None:
 
 
 def test_every_problem_reported_at_once(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(InvalidSettings) as exc:
         parse_options(["--reset-rate=2", "--install-delay=-1", "--port=70000"], {})
     assert exc.value.problems == [
         "install_delay_s: must be >= 0",
@@ -83,7 +83,7 @@ def test_port_in_use_exits_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # main() configures process-wide logging; keep the test process's configuration.
-    monkeypatch.setattr("bridge.simulator.cli.logs.configure", lambda **_: None)
+    monkeypatch.setattr("birdsim.cli.logs.configure", lambda **_: None)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -98,7 +98,7 @@ async def test_runs_until_signalled_and_exits_0(stop_signal: signal.Signals) -> 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge.simulator",
+        "birdsim",
         "--port=0",
         "--log-format=json",
         "--log-level=debug",  # successful requests are logged at debug

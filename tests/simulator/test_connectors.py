@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
+from birdsim import SimulatorServer
 from bridge.ingest.verify import verify_signature
-from bridge.simulator import SimulatorServer
 
 from .conftest import FAST, SUBS, WS, Receiver, call, eventually, sms_connector
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.simulator import SimulatorServer
+from birdsim import SimulatorServer
 
 from .conftest import FAST, WS, call, sms_connector
 

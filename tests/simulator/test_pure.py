@@ -6,28 +6,27 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.errors import ConfigError
-from bridge.simulator import FaultSettings, ScriptedResponse, ScriptRule, SimulatorSettings
-from bridge.simulator.app import create_app
-from bridge.simulator.delivery import build_headers, retry_delay
-from bridge.simulator.faults import (
+from birdsim import FaultSettings, InvalidSettings, ScriptedResponse, ScriptRule, SimulatorSettings
+from birdsim.app import create_app
+from birdsim.delivery import build_headers, retry_delay
+from birdsim.faults import (
     FaultPlan,
     FaultSettingsError,
     RateLimiter,
     faults_from_json,
     parse_script,
 )
-from bridge.simulator.model import format_time
-from bridge.simulator.paging import (
+from birdsim.model import format_time
+from birdsim.paging import (
     PageRequest,
     decode_token,
     encode_token,
     paginate,
     parse_page_request,
 )
-from bridge.simulator.problems import ApiError, Problems
-from bridge.simulator.state import SimulatorState, install_outcome, make_identifier
-from bridge.simulator.validation import (
+from birdsim.problems import ApiError, Problems
+from birdsim.state import SimulatorState, install_outcome, make_identifier
+from birdsim.validation import (
     check_url,
     parse_connector,
     parse_subscription,
@@ -364,7 +363,7 @@ def test_invalid_settings_are_reported_together() -> None:
         delivery_max_attempts=37,
         faults=FaultSettings(reset_rate=1.5),
     )
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(InvalidSettings) as exc:
         create_app(bad)
     assert exc.value.problems == [
         "access_keys: at least one non-empty key is required",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli import build_parser, main
+from bridge.cli import NOT_INSTALLED, _missing_dev_tool, build_parser, main
 
 BRIDGE = str(Path(sys.executable).parent / "bridge")
 
@@ -118,10 +118,40 @@ def test_version_and_simulator_help_as_processes() -> None:
 
 def test_dev_banner_says_how_to_make_a_group_join_fast() -> None:
     from bridge.config import load
-    from bridge.dev import banner, dev_environment
+    from bridgedev.runner import banner, dev_environment
 
     config = load(dev_environment(kafka_port=19092, port=18080, simulator_port=18081))
     text = banner(config, kafka_port=19092, simulator_port=18081)
     assert "kcat -b 127.0.0.1:19092 -G my-group -X session.timeout.ms=6000 \\" in text
     assert '"session.timeout.ms": 6000' in text
     assert "session_timeout_ms=6000" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        (["simulator", "--port", "0"], "simulator"),
+        (["dev", "--port", "8080"], "dev"),
+        (["run", "--role", "all"], None),
+        (["command", "get", "--name", "dev"], None),
+        (["--version"], None),
+    ],
+)
+def test_only_the_development_subcommands_need_the_development_packages(
+    argv: list[str], missing: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bridge.cli._installed", lambda package: package == "bridge")
+    assert _missing_dev_tool(argv) == missing
+    monkeypatch.setattr("bridge.cli._installed", lambda package: True)
+    assert _missing_dev_tool(argv) is None
+
+
+def test_a_missing_development_package_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("bridge.cli._installed", lambda package: False)
+    assert main(["simulator", "--install-delay", "1"]) == 1
+    assert capsys.readouterr().err == f"bridge simulator: {NOT_INSTALLED}\n"
+    with pytest.raises(SystemExit) as exited:  # the rest of the command line still works
+        main(["run", "--help"])
+    assert exited.value.code == 0

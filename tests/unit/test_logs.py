@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
+import orjson
 import pytest
 import structlog
 
@@ -60,3 +61,30 @@ def test_redaction_replaces_whole_values_only(text: str, expected: str) -> None:
 def test_the_longest_secret_wins_where_one_contains_another() -> None:
     redactor = Redactor(["abcdefgh", "abcdefgh-ijklmnop"])
     assert redactor.scrub("k=abcdefgh-ijklmnop k2=abcdefgh") == f"k={REDACTED} k2={REDACTED}"
+
+
+def test_list_and_dict_fields_keep_their_shape_when_secrets_are_configured() -> None:
+    """With any secret set, a list field was logged as its Python repr ("['ingest', ...]")."""
+    stream = io.StringIO()
+    logs.configure(fmt="json", level="info", secrets=["hunter2-access"], stream=stream)
+    try:
+        structlog.get_logger("t").info(
+            "started",
+            roles=["ingest", "commands"],
+            topics={"events": "bird.events", "keys": ("hunter2-access", 2)},
+            nested=[[[[[[[[[["deep hunter2-access"]]]]]]]]]],
+        )
+    finally:
+        logs.configure(fmt="console", level="info", stream=io.StringIO())
+    line = orjson.loads(stream.getvalue())
+    assert line["roles"] == ["ingest", "commands"]
+    assert line["topics"] == {"events": "bird.events", "keys": [REDACTED, 2]}
+    assert "hunter2" not in stream.getvalue()
+    assert REDACTED in str(line["nested"])  # past the depth limit: scrubbed text
+
+
+def test_a_cyclic_value_is_scrubbed_text_not_a_recursion_error() -> None:
+    cyclic: list[object] = ["AccessKey kq7-Zp4x"]
+    cyclic.append(cyclic)
+    out = Redactor(["kq7-Zp4x"])(None, "info", {"event": "x", "value": cyclic})
+    assert "kq7-Zp4x" not in str(out["value"])

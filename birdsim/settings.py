@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -12,6 +13,15 @@ DEV_ACCESS_KEY = "dev-access-key"
 
 # bird-api.md 4.7: the logs page speaks of "36 attempts" for one request.
 MAX_DELIVERY_ATTEMPTS = 36
+
+
+class InvalidSettings(ValueError):
+    """Settings the simulator cannot run with; ``problems`` names every one."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid simulator settings:\n  " + "\n  ".join(self.problems))
+
 
 ScriptKind = Literal["status", "reset", "drop", "timeout", "pass"]
 

@@ -17,17 +17,17 @@ import aiohttp
 import orjson
 import structlog
 
-from bridge.simulator.model import Attempt, ChannelEvent, Delivery
-from bridge.simulator.settings import MAX_DELIVERY_ATTEMPTS, SimulatorSettings
-from bridge.simulator.signing import (
+from birdsim.model import Attempt, ChannelEvent, Delivery
+from birdsim.settings import MAX_DELIVERY_ATTEMPTS, SimulatorSettings
+from birdsim.signing import (
     REQUEST_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     bird_signature,
 )
-from bridge.simulator.state import SimulatorState
+from birdsim.state import SimulatorState
 
-log = structlog.get_logger("bridge.simulator")
+log = structlog.get_logger("birdsim")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 _RESPONSE_BODY_CHARS = 2048

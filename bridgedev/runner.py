@@ -14,6 +14,13 @@ from collections.abc import Sequence
 
 import structlog
 
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
+    DEFAULT_ORGANIZATION_ID,
+    DEFAULT_WORKSPACE_ID,
+    DEV_ACCESS_KEY,
+    SimulatorSettings,
+)
 from bridge import config as config_module
 from bridge import logs
 from bridge.app import WEBHOOK_PATH, Bridge, serve
@@ -22,13 +29,6 @@ from bridge.config import Config
 from bridge.errors import StartupError
 from bridge.kafka.embedded import EMBEDDED_SETTINGS, EmbeddedBroker
 from bridge.ports import port_problem
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
-    DEFAULT_ORGANIZATION_ID,
-    DEFAULT_WORKSPACE_ID,
-    DEV_ACCESS_KEY,
-    SimulatorSettings,
-)
 from bridge.subscriptions import ensure_subscriptions
 
 log = structlog.get_logger("bridge.dev")

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bridge.simulator.settings import FaultSettings, ScriptedResponse, ScriptRule
+from birdsim.settings import FaultSettings, ScriptedResponse, ScriptRule
 
 ActionKind = Literal["pass", "status", "reset", "drop", "timeout"]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -12,12 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.simulator.edge import CONTROL_PREFIX, SIMULATOR, json_response, read_json
-from bridge.simulator.faults import FaultSettingsError, faults_from_json, parse_script
-from bridge.simulator.problems import ApiError, invalid_payload
-from bridge.simulator.runtime import Simulator
-from bridge.simulator.settings import FaultSettings
-from bridge.simulator.validation import is_uuid
+from birdsim.edge import CONTROL_PREFIX, SIMULATOR, json_response, read_json
+from birdsim.faults import FaultSettingsError, faults_from_json, parse_script
+from birdsim.problems import ApiError, invalid_payload
+from birdsim.runtime import Simulator
+from birdsim.settings import FaultSettings
+from birdsim.validation import is_uuid
 
 
 def _sim(request: web.Request) -> Simulator:

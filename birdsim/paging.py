@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bridge.simulator.problems import Problems
+from birdsim.problems import Problems
 
 T = TypeVar("T")
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import structlog
 
-from bridge.simulator.delivery import Deliverer
-from bridge.simulator.faults import FaultPlan
-from bridge.simulator.journal import RequestJournal
-from bridge.simulator.model import ChannelEvent, Connector
-from bridge.simulator.settings import SimulatorSettings
-from bridge.simulator.state import SimulatorState, install_outcome
-from bridge.simulator.validation import parse_connector
+from birdsim.delivery import Deliverer
+from birdsim.faults import FaultPlan
+from birdsim.journal import RequestJournal
+from birdsim.model import ChannelEvent, Connector
+from birdsim.settings import SimulatorSettings
+from birdsim.state import SimulatorState, install_outcome
+from birdsim.validation import parse_connector
 
-log = structlog.get_logger("bridge.simulator")
+log = structlog.get_logger("birdsim")
 
 
 class Simulator:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.simulator.catalog import TEMPLATES, capabilities_for
-from bridge.simulator.model import (
+from birdsim.catalog import TEMPLATES, capabilities_for
+from birdsim.model import (
     FAILED_INSTALL_REASON,
     Attempt,
     Channel,
@@ -24,8 +24,8 @@ from bridge.simulator.model import (
     InstallOutcome,
     Subscription,
 )
-from bridge.simulator.problems import ApiError, not_found
-from bridge.simulator.validation import ConnectorRequest, SubscriptionRequest
+from birdsim.problems import ApiError, not_found
+from birdsim.validation import ConnectorRequest, SubscriptionRequest
 
 # bird-api.md 4.1: at most 5 subscriptions for the same filter combination.
 MAX_SAME_SUBSCRIPTIONS = 5

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bridge.simulator.model import format_time
+from birdsim.model import format_time
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bridge import logs
-from bridge.errors import ConfigError
-from bridge.simulator.faults import check_faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim import logs
+from birdsim.faults import check_faults
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     DEFAULT_ORGANIZATION_ID,
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,
     MAX_DELIVERY_ATTEMPTS,
     FaultSettings,
+    InvalidSettings,
     SimulatorSettings,
 )
 
@@ -235,7 +235,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
-    """Flags > environment > defaults; raise ``ConfigError`` listing every problem."""
+    """Flags > environment > defaults; raise ``InvalidSettings`` listing every problem."""
     return options_from_args(build_parser().parse_args(list(argv)), environ)
 
 
@@ -281,7 +281,7 @@ def options_from_args(a: argparse.Namespace, environ: Mapping[str, str]) -> Opti
     if not 0 <= a.port <= 65535:
         problems.append("port: must be in 0..65535")
     if problems:
-        raise ConfigError(problems)
+        raise InvalidSettings(problems)
     return Options(settings, a.host, a.port, a.log_format, a.log_level)
 
 
@@ -320,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve with the parsed flags until signalled: 0, 2 for bad options, 1 if it cannot bind."""
     try:
         options = options_from_args(args, os.environ)
-    except ConfigError as exc:
+    except InvalidSettings as exc:
         for problem in exc.problems:
             print(f"bridge simulator: {problem}", file=sys.stderr)
         return 2

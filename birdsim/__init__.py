@@ -1,15 +1,18 @@
 """The Bird API simulator: connectors, channels, webhook subscriptions and signed deliveries.
 
-A product feature (``bridge dev``, integration tests, demos); see docs/simulator.md.
+A development tool (``bridge dev``, integration tests, demos), independent of the bridge: its
+own model of Bird's rules and signatures, so a mistake in the bridge is not mirrored here. Not
+in the production image. See docs/simulator.md.
 """
 
-from bridge.simulator.app import create_app
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.settings import (
+from birdsim.app import create_app
+from birdsim.server import SimulatorServer
+from birdsim.settings import (
     DEFAULT_ORGANIZATION_ID,
     DEFAULT_WORKSPACE_ID,
     DEV_ACCESS_KEY,
     FaultSettings,
+    InvalidSettings,
     ScriptedResponse,
     ScriptRule,
     SimulatorSettings,
@@ -20,6 +23,7 @@ __all__ = [
     "DEFAULT_WORKSPACE_ID",
     "DEV_ACCESS_KEY",
     "FaultSettings",
+    "InvalidSettings",
     "ScriptRule",
     "ScriptedResponse",
     "SimulatorServer",

@@ -6,10 +6,10 @@ from types import TracebackType
 
 from aiohttp import web
 
-from bridge.simulator.app import create_app
-from bridge.simulator.edge import SIMULATOR
-from bridge.simulator.runtime import Simulator
-from bridge.simulator.settings import SimulatorSettings
+from birdsim.app import create_app
+from birdsim.edge import SIMULATOR
+from birdsim.runtime import Simulator
+from birdsim.settings import SimulatorSettings
 
 # Hanging ("timeout") requests are released on shutdown; nothing else should take long.
 _SHUTDOWN_TIMEOUT_S = 5.0

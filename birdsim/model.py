@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from bridge.simulator.catalog import Template
-from bridge.simulator.validation import EventFilter
+from birdsim.catalog import Template
+from birdsim.validation import EventFilter
 
 InstallOutcome = Literal["active", "inactive", "stuck"]
 ExecutionStatus = Literal["pending", "retrying", "succeeded", "failed"]

@@ -15,12 +15,12 @@ import orjson
 import structlog
 from aiohttp import web
 
-from bridge.simulator.faults import FaultAction
-from bridge.simulator.journal import RequestRecord
-from bridge.simulator.problems import ApiError
-from bridge.simulator.runtime import Simulator
+from birdsim.faults import FaultAction
+from birdsim.journal import RequestRecord
+from birdsim.problems import ApiError
+from birdsim.runtime import Simulator
 
-log = structlog.get_logger("bridge.simulator")
+log = structlog.get_logger("birdsim")
 
 SIMULATOR = web.AppKey("simulator", Simulator)
 CONTROL_PREFIX = "/_simulator"

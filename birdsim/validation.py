@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.simulator.catalog import SERVICES, TEMPLATES, WEBHOOK_EVENTS
-from bridge.simulator.problems import Problems, invalid_payload
+from birdsim.catalog import SERVICES, TEMPLATES, WEBHOOK_EVENTS
+from birdsim.problems import Problems, invalid_payload
 
 CONNECTOR_FIELDS = (
     "name",

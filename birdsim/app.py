@@ -9,17 +9,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bridge.errors import ConfigError
-from bridge.simulator.catalog import SERVICES, available_webhooks
-from bridge.simulator.control import add_control_routes
-from bridge.simulator.edge import SIMULATOR, edge_middleware, json_response, read_json
-from bridge.simulator.faults import check_faults
-from bridge.simulator.model import EXECUTION_STATUSES, Channel, Connector, Delivery, Subscription
-from bridge.simulator.paging import paginate, parse_page_request
-from bridge.simulator.problems import Problems, invalid_parameters
-from bridge.simulator.runtime import Simulator
-from bridge.simulator.settings import SimulatorSettings
-from bridge.simulator.validation import parse_subscription, parse_subscription_patch
+from birdsim.catalog import SERVICES, available_webhooks
+from birdsim.control import add_control_routes
+from birdsim.edge import SIMULATOR, edge_middleware, json_response, read_json
+from birdsim.faults import check_faults
+from birdsim.model import EXECUTION_STATUSES, Channel, Connector, Delivery, Subscription
+from birdsim.paging import paginate, parse_page_request
+from birdsim.problems import Problems, invalid_parameters
+from birdsim.runtime import Simulator
+from birdsim.settings import InvalidSettings, SimulatorSettings
+from birdsim.validation import parse_subscription, parse_subscription_patch
 
 SUBSCRIPTIONS = "/organizations/{org}/workspaces/{ws}/webhook-subscriptions"
 
@@ -193,7 +192,7 @@ def create_app(settings: SimulatorSettings | None = None) -> web.Application:
     settings = settings or SimulatorSettings()
     problems = settings.problems() + [f"faults.{p}" for p in check_faults(settings.faults)]
     if problems:
-        raise ConfigError(problems)
+        raise InvalidSettings(problems)
     app = web.Application(middlewares=[edge_middleware])
     app[SIMULATOR] = Simulator(settings)
     add_bird_routes(app)
