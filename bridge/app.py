@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from bridge.commands.runtime import commands_context
 from bridge.config import Config, Role
 from bridge.errors import BridgeError, PublishUnavailable, StartupError
 from bridge.http_server import HttpRunner
@@ -148,9 +149,7 @@ def build_app(bridge: Bridge) -> web.Application:
         if bridge.config.webhook.ensure_subscriptions:
             app.cleanup_ctx.append(_subscriptions_ctx)
     if "commands" in bridge.roles:
-        from bridge.commands.runtime import commands_ctx
-
-        app.cleanup_ctx.append(commands_ctx)
+        app.cleanup_ctx.append(commands_context(bridge))
     return app
 
 

@@ -1,12 +1,17 @@
-"""Result CloudEvents (contract section 4) and dead-letter records (section 5). Pure."""
+"""Result CloudEvents (contract section 4) and dead-letter records (section 5). Pure, but
+for ``KafkaResultSink``, the results topic behind the ``ResultSink`` port."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
+from bridge.commands.ports import DurablePublisher
 from bridge.events import Record, cloud_event, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 
@@ -46,6 +51,32 @@ def result_record(
         data=data,
     )
     return to_record(event, key=command_id, correlation_id=command_id)
+
+
+def result_record_of(result: Mapping[str, Any]) -> Record:
+    """The Kafka record of a result event (keyed by its commandId, the event's subject)."""
+    command_id = str(result["subject"])
+    return to_record(result, key=command_id, correlation_id=command_id)
+
+
+@dataclass(frozen=True)
+class KafkaResultSink:
+    """Results go to ``topic``, each acknowledged before the caller goes on."""
+
+    publisher: DurablePublisher
+    topic: str
+
+    @property
+    def max_record_size(self) -> int:
+        return self.publisher.max_record_size
+
+    async def publish(self, result: Mapping[str, Any]) -> None:
+        await self.publisher.publish_durably(self.topic, result_record_of(result))
+
+    async def publish_stored(self, command_id: str, value: bytes) -> None:
+        """A stored result again, byte for byte."""
+        record = to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
+        await self.publisher.publish_durably(self.topic, record)
 
 
 def error_body(

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
+from bridge.commands.ledger import Ledger
+from bridge.commands.ledger_state import Entry
 from bridge.config import Config
+from bridge.errors import LedgerRecordMissing
 from bridge.events import rfc3339
 from bridge.kafka.clients import ensure_topics
 from bridge.kafka.embedded import EmbeddedBroker
