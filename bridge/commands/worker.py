@@ -115,8 +115,7 @@ class CommandWorker:
         heartbeats fail, e.g. while Kafka is unreachable)."""
         if not self.started or self.consumer is None:
             return False
-        coordinator = getattr(self.consumer, "_coordinator", None)
-        return getattr(coordinator, "coordinator_id", None) is not None
+        return group_coordinator_known(self.consumer)
 
     async def stop(self, drain_s: float) -> None:
         """Stop fetching, let in-flight commands finish within ``drain_s``, commit, leave."""
@@ -343,6 +342,18 @@ class CommandWorker:
         except RecordTooLarge as exc:  # the broker's limit is below ours
             dead = dead_letter_record(**fields, refused_size=exc.size)
             await self.publisher.publish_durably(self.config.topics.dead_letter, dead)
+
+
+def group_coordinator_known(consumer: AIOKafkaConsumer) -> bool:
+    """Whether ``consumer`` knows its group's coordinator right now.
+
+    aiokafka has no public way to ask: ``assignment()`` keeps its last value while the
+    broker is unreachable, and no callback says that heartbeats fail. Its private
+    ``_coordinator.coordinator_id`` is reset to None as soon as a heartbeat or commit
+    finds the coordinator gone, which is what readiness must reflect. This is the one place
+    that reads it; if a release renames it, readiness turns false (never wrongly true)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    return getattr(coordinator, "coordinator_id", None) is not None
 
 
 def _action_label(value: bytes | None) -> str:
