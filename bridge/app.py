@@ -27,6 +27,7 @@ from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from bridge.ports import port_problem
+from bridge.retry import SUBSCRIPTIONS_BACKOFF, Retry
 
 log = structlog.get_logger("bridge")
 
@@ -182,7 +183,7 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
     bridge = app[BRIDGE]
 
     async def ensure() -> None:
-        delay = 1.0
+        retry = Retry(SUBSCRIPTIONS_BACKOFF)
         async with BirdClient(bridge.config.bird, bridge.metrics) as bird:
             while True:
                 try:
@@ -193,8 +194,7 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
                     return
                 except BirdError as exc:
                     log.warning("cannot ensure subscriptions, retrying", error=exc.message)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 60.0)
+                    await retry.wait()
 
     task = asyncio.create_task(ensure())
     yield

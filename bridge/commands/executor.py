@@ -49,6 +49,7 @@ from bridge.errors import (
 from bridge.events import rfc3339
 from bridge.kafka.size import size_of
 from bridge.metrics import Metrics
+from bridge.retry import Retry
 
 log = structlog.get_logger("bridge.commands")
 
@@ -196,9 +197,8 @@ class Executor:
     async def _post_create(self, command: Command, entry: Entry, deadline: float) -> dict[str, Any]:
         """POST the connector. A failure that leaves it unknown whether Bird created it is
         answered by looking for the connector before posting again."""
-        attempt = 0
+        retry = Retry(self.backoff)
         while True:
-            attempt += 1
             try:
                 return await self.bird.create_connector(
                     command.workspace_id, command.connector, deadline=deadline
@@ -208,10 +208,8 @@ class Executor:
                 found = await self._find_created(command, entry, deadline)
                 if found is not None:
                     return found
-                delay = self.backoff.delay(attempt)
-                if time.monotonic() + delay >= deadline:
+                if not await retry.wait(deadline=deadline):
                     raise
-                await asyncio.sleep(delay)
 
     async def _find_created(
         self, command: Command, entry: Entry, deadline: float

@@ -26,6 +26,7 @@ from bridge.config import Config
 from bridge.errors import LedgerRecordMissing
 from bridge.events import Record
 from bridge.kafka.clients import consumer_settings
+from bridge.retry import KAFKA_BACKOFF, Retry
 
 log = structlog.get_logger("bridge.ledger")
 
@@ -98,13 +99,15 @@ class Ledger:
         raise KafkaError(f"ledger topic {self.topic!r} does not exist")
 
     async def _tail(self, consumer: AIOKafkaConsumer) -> None:
+        retry = Retry(KAFKA_BACKOFF)
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             except KafkaError as exc:  # keep tailing: sync() waits on this loop
                 log.warning("ledger read failed, retrying", error=repr(exc))
-                await asyncio.sleep(1.0)
+                await retry.wait()
                 continue
+            retry.reset()
             for tp, records in batches.items():
                 for record in records:
                     position = (tp.partition, record.offset)
@@ -122,6 +125,7 @@ class Ledger:
         partition, offset = position
         tp = TopicPartition(self.topic, partition)
         key = command_id.encode()
+        retry = Retry(KAFKA_BACKOFF)
         async with self._reader_lock:
             while True:
                 try:
@@ -143,7 +147,7 @@ class Ledger:
                             )
                 except KafkaError as exc:
                     log.warning("ledger read-back failed, retrying", error=repr(exc))
-                    await asyncio.sleep(1.0)
+                    await retry.wait()
 
     async def _started_reader(self) -> AIOKafkaConsumer:
         if self._reader is None:

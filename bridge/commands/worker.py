@@ -33,6 +33,7 @@ from bridge.errors import InvalidCommand, RecordTooLarge
 from bridge.kafka.clients import consumer_settings
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+from bridge.retry import KAFKA_BACKOFF, Retry
 
 log = structlog.get_logger("bridge.commands")
 
@@ -89,7 +90,7 @@ class CommandWorker:
 
     async def _main(self) -> None:
         await self.publisher.ready.wait()
-        delay = 0.5
+        retry = Retry(KAFKA_BACKOFF)
         while not self._stopping.is_set():
             try:
                 await self.ledger.start()
@@ -101,8 +102,7 @@ class CommandWorker:
             except (KafkaError, OSError) as exc:
                 log.warning("command consumer cannot start, retrying", error=repr(exc))
                 await self.ledger.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await retry.wait()
                 continue
             self.consumer = consumer
             self.started = True
