@@ -128,9 +128,12 @@ class PublishUnavailable(BridgeError):
 class InvalidCommand(BridgeError):
     """A command record that cannot be executed; ``field`` names the offending JSON path."""
 
-    def __init__(self, field: str, reason: str, command_id: str | None = None) -> None:
+    def __init__(
+        self, field: str, reason: str, command_id: str | None = None, *, action: str | None = None
+    ) -> None:
         self.field = field
         self.command_id = command_id
+        self.action = action  # a known action, when the record names one
         super().__init__(f"{field}: {reason}")
 
 

@@ -147,7 +147,7 @@ class FakeLedger:
             if value is None:
                 raise LedgerRecordMissing(f"nothing at {entry.position}")
             entry = Entry.from_json(value)
-        return orjson.dumps(entry.final_result)
+        return entry.final_result
 
     def states(self, command_id: str) -> list[str]:
         return [e.state for e in self.writes if e.command_id == command_id]
@@ -159,11 +159,10 @@ class RecordingSink:
 
     max_record_size: int = 1024 * 1024
     published: list[bytes] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
-    async def publish(self, result: Mapping[str, Any]) -> None:
-        self.published.append(orjson.dumps(result))
-
-    async def publish_stored(self, command_id: str, value: bytes) -> None:
+    async def publish(self, command_id: str, value: bytes) -> None:
+        self.keys.append(command_id)
         self.published.append(value)
 
     def results(self) -> list[dict[str, Any]]:

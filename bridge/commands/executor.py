@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 
 from bridge.bird.policy import Backoff
@@ -34,9 +33,9 @@ from bridge.commands.results import (
     MAX_REASON,
     Status,
     error_body,
-    result_record,
-    result_record_of,
+    result_value,
     shorten,
+    stored_result_record,
 )
 from bridge.config import Config
 from bridge.errors import (
@@ -107,7 +106,7 @@ class Executor:
             case core.Replay(entry):
                 final = await self.ledger.final_value(entry)
                 assert final is not None
-                await self.results.publish_stored(command.command_id, final)
+                await self.results.publish(command.command_id, final)
                 return "replayed"
             case core.Execute(entry):
                 try:
@@ -120,7 +119,7 @@ class Executor:
             case core.Resume(entry):
                 assert entry.connector is not None
                 if entry.accepted_result is not None:  # it may never have reached Kafka
-                    await self.results.publish(entry.accepted_result)
+                    await self.results.publish(command.command_id, entry.accepted_result)
                 log.info("resuming create", connector_id=entry.connector_id)
                 return await self._follow_and_finish(command, entry, entry.connector)
             case core.Create():
@@ -183,7 +182,7 @@ class Executor:
         size = self._size(full, accepted)
         if size <= self.results.max_record_size:
             await self.ledger.write(full)
-            await self.results.publish(accepted)
+            await self.results.publish(command.command_id, accepted)
             return full
         log.warning(
             "accepted result too large for Kafka; not published",
@@ -290,16 +289,13 @@ class Executor:
             started_at=rfc3339(self.clock()),
         )
 
-    def _result(self, command: Command, status: Status, **fields: Any) -> dict[str, Any]:
+    def _result(self, command: Command, status: Status, **fields: Any) -> bytes:
         return self._result_for(command.command_id, command.action, status, **fields)
 
-    def _result_for(
-        self, command_id: str, action: str, status: Status, **fields: Any
-    ) -> dict[str, Any]:
-        record = result_record(
+    def _result_for(self, command_id: str, action: str, status: Status, **fields: Any) -> bytes:
+        return result_value(
             command_id=command_id, action=action, status=status, now=self.clock(), **fields
         )
-        return dict(orjson.loads(record.value))
 
     async def reject(self, value: bytes | None, action: str, exc: InvalidCommand) -> None:
         """The ``failed`` / ``invalid_command`` result of a record with a readable commandId,
@@ -326,7 +322,7 @@ class Executor:
                     final_result=result,
                 )
                 await self.ledger.write(entry)
-                await self.results.publish(result)
+                await self.results.publish(exc.command_id, result)
             case core.Replay(entry):
                 try:
                     final = await self.ledger.final_value(entry)
@@ -334,7 +330,7 @@ class Executor:
                     log.warning("invalid command's earlier result is gone", error=str(missing))
                     return
                 if final is not None:
-                    await self.results.publish_stored(exc.command_id, final)
+                    await self.results.publish(exc.command_id, final)
 
     async def _finish(
         self, command: Command, entry: Entry, status: Status, **fields: Any
@@ -352,17 +348,18 @@ class Executor:
         except RecordTooLarge as exc:  # refused by the broker anyway: its limit is lower
             status, result = "failed", self._too_large(command, status, exc.size, fields)
             await self.ledger.write(entry.final(result))
-        await self.results.publish(result)
+        await self.results.publish(command.command_id, result)
         self.metrics.commands.labels(command.action, status).inc()
         return status
 
-    def _size(self, entry: Entry, result: Mapping[str, Any]) -> int:
+    def _size(self, entry: Entry, result: bytes) -> int:
         """The larger of the two records: the ledger entry and the result."""
-        return max(size_of(ledger_record(entry)), size_of(result_record_of(result)))
+        record = stored_result_record(entry.command_id, result)
+        return max(size_of(ledger_record(entry)), size_of(record))
 
     def _too_large(
         self, command: Command, status: Status, size: int | None, fields: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    ) -> bytes:
         limit = self.results.max_record_size
         size_text = f"{size} bytes" if size is not None else "too large"
         message = (

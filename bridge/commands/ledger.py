@@ -15,12 +15,17 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge.commands.ledger_state import BARRIER_KEY, Entry, LedgerState, ledger_record
+from bridge.commands.ledger_state import (
+    BARRIER_KEY,
+    Entry,
+    LedgerDecodeError,
+    LedgerState,
+    ledger_record,
+)
 from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
 from bridge.errors import LedgerRecordMissing
@@ -73,10 +78,10 @@ class Ledger:
         """The final result of ``entry`` exactly as it was published; None if not final."""
         if entry.state != "final":
             return None
-        if entry.final_result is None:
-            assert entry.position is not None
-            entry = await self._read_back(entry.command_id, entry.position)
-        return orjson.dumps(entry.final_result)
+        if entry.final_result is not None:
+            return entry.final_result
+        assert entry.position is not None
+        return await self._read_back(entry.command_id, entry.position)
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
@@ -117,11 +122,12 @@ class Ledger:
                 async with self._progress:
                     self._progress.notify_all()
 
-    async def _read_back(self, command_id: str, position: tuple[int, int]) -> Entry:
-        """The final record of ``command_id``, read from ``position`` on (a later copy may
-        have replaced it under compaction). Waits through a Kafka outage like a publish
-        does (the command stays uncommitted meanwhile); raises ``LedgerRecordMissing`` once
-        the partition was read to its end without it."""
+    async def _read_back(self, command_id: str, position: tuple[int, int]) -> bytes:
+        """The final result of ``command_id`` as published, from its ledger record at
+        ``position`` or later (a later copy may have replaced it under compaction). Waits
+        through a Kafka outage like a publish does (the command stays uncommitted
+        meanwhile); raises ``LedgerRecordMissing`` once the partition was read to its end
+        without it."""
         partition, offset = position
         tp = TopicPartition(self.topic, partition)
         key = command_id.encode()
@@ -136,8 +142,8 @@ class Ledger:
                         batches = await reader.getmany(tp, timeout_ms=500, max_records=500)
                         for record in batches.get(tp, []):
                             if record.key == key and record.value is not None:
-                                found = Entry.from_json(record.value)
-                                if found.state == "final" and found.final_result is not None:
+                                found = _final_result(record.value)
+                                if found is not None:
                                     return found
                         end = reader.highwater(tp)
                         if not batches and end is not None and await reader.position(tp) >= end:
@@ -184,3 +190,13 @@ class Ledger:
             if consumer is not None:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
+
+
+def _final_result(value: bytes) -> bytes | None:
+    """The final result in a ledger record, if it holds one (a later state of the same
+    command may have replaced the record the position pointed at)."""
+    try:
+        found = Entry.from_json(value)
+    except LedgerDecodeError:
+        return None
+    return found.final_result if found.state == "final" else None

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-import orjson
+import msgspec
 import structlog
 
 from bridge.events import Record
+from bridge.messages import NULL, LedgerRecord, raw_or_none
 
 log = structlog.get_logger("bridge.ledger")
 
@@ -34,43 +35,46 @@ class Entry:
     started_at: str
     connector_id: str | None = None
     connector: dict[str, Any] | None = None
-    accepted_result: dict[str, Any] | None = None
-    final_result: dict[str, Any] | None = None
+    accepted_result: bytes | None = None  # the result event, as published
+    final_result: bytes | None = None
     position: tuple[int, int] | None = None  # in memory only: see compact()
 
     def to_json(self) -> bytes:
         if self.state == "final" and self.final_result is None:
             raise ValueError("a compacted ledger entry cannot be written again")
-        return orjson.dumps(
-            {
-                "commandId": self.command_id,
-                "fingerprint": self.fingerprint,
-                "action": self.action,
-                "state": self.state,
-                "startedAt": self.started_at,
-                "connectorId": self.connector_id,
-                "connector": self.connector,
-                "acceptedResult": self.accepted_result,
-                "finalResult": self.final_result,
-            }
+        record = LedgerRecord(
+            command_id=self.command_id,
+            fingerprint=self.fingerprint,
+            action=self.action,
+            state=self.state,
+            started_at=self.started_at,
+            connector_id=self.connector_id,
+            connector=self.connector,
+            accepted_result=_raw(self.accepted_result),
+            final_result=_raw(self.final_result),
         )
+        return msgspec.json.encode(record)
 
     @classmethod
     def from_json(cls, value: bytes) -> Entry:
-        raw = orjson.loads(value)
+        """Raises ``LedgerDecodeError`` for a record that is not a ledger entry."""
+        try:
+            record = msgspec.json.decode(value, type=LedgerRecord)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise LedgerDecodeError(str(exc)) from None
         return cls(
-            command_id=raw["commandId"],
-            fingerprint=raw["fingerprint"],
-            action=raw["action"],
-            state=raw["state"],
-            started_at=raw["startedAt"],
-            connector_id=raw.get("connectorId"),
-            connector=raw.get("connector"),
-            accepted_result=raw.get("acceptedResult"),
-            final_result=raw.get("finalResult"),
+            command_id=record.command_id,
+            fingerprint=record.fingerprint,
+            action=record.action,
+            state=record.state,
+            started_at=record.started_at,
+            connector_id=record.connector_id,
+            connector=record.connector,
+            accepted_result=raw_or_none(record.accepted_result),
+            final_result=raw_or_none(record.final_result),
         )
 
-    def accepted(self, connector: dict[str, Any], result: dict[str, Any] | None) -> Entry:
+    def accepted(self, connector: dict[str, Any], result: bytes | None) -> Entry:
         return replace(
             self,
             state="accepted",
@@ -79,7 +83,7 @@ class Entry:
             accepted_result=result,
         )
 
-    def final(self, result: dict[str, Any]) -> Entry:
+    def final(self, result: bytes) -> Entry:
         """The final entry holds the result only (no connector, no accepted result): a
         final entry is read back for its result alone, and its record stays about the
         size of the result (both must fit in a Kafka record)."""
@@ -100,6 +104,14 @@ class Entry:
             connector_id=self.connector_id,
             position=position,
         )
+
+
+class LedgerDecodeError(ValueError):
+    """A ledger record that cannot be read as an entry."""
+
+
+def _raw(result: bytes | None) -> msgspec.Raw:
+    return NULL if result is None else msgspec.Raw(result)
 
 
 def newer(current: Entry | None, candidate: Entry) -> bool:
@@ -167,7 +179,7 @@ class LedgerState:
             return
         try:
             entry = Entry.from_json(value)
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except LedgerDecodeError:
             log.warning("unreadable ledger record skipped", key=key.decode(errors="replace"))
             return
         self.apply(entry, position, now)

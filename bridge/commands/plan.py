@@ -84,6 +84,7 @@ def plan(command: Command, entry: Entry | None) -> Plan:
                 "commandId",
                 "already used for a different command; use a new commandId",
                 command.command_id,
+                action=command.action,
             )
         )
     if entry is not None and entry.state == "final":

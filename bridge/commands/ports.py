@@ -75,11 +75,10 @@ class LedgerStore(Protocol):
 
 
 class ResultSink(Protocol):
-    """The results topic: a result event, or stored result bytes published again as is."""
+    """The results topic: an encoded result event (``results.result_value``), published
+    as is, keyed by its commandId."""
 
     @property
     def max_record_size(self) -> int: ...
 
-    async def publish(self, result: Mapping[str, Any]) -> None: ...
-
-    async def publish_stored(self, command_id: str, value: bytes) -> None: ...
+    async def publish(self, command_id: str, value: bytes) -> None: ...

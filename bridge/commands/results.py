@@ -20,7 +20,7 @@ SOURCE = "bird-bridge"
 MAX_REASON = 1000  # characters of a dead letter's dlq-reason
 
 
-def result_record(
+def result_value(
     *,
     command_id: str,
     action: str,
@@ -31,7 +31,9 @@ def result_record(
     connectors: list[Mapping[str, Any]] | None = None,
     error: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> Record:
+) -> bytes:
+    """The result CloudEvent, encoded once: these bytes are published, kept in the ledger
+    and published again for a command seen again."""
     data: dict[str, Any] = {"commandId": command_id, "action": action, "status": status}
     if connector is not None:
         data["connector"] = connector
@@ -50,13 +52,17 @@ def result_record(
         time=rfc3339(now),
         data=data,
     )
-    return to_record(event, key=command_id, correlation_id=command_id)
+    return orjson.dumps(event)
 
 
-def result_record_of(result: Mapping[str, Any]) -> Record:
-    """The Kafka record of a result event (keyed by its commandId, the event's subject)."""
-    command_id = str(result["subject"])
-    return to_record(result, key=command_id, correlation_id=command_id)
+def result_record(*, command_id: str, **fields: Any) -> Record:
+    """The Kafka record of a result (``result_value``'s arguments)."""
+    return stored_result_record(command_id, result_value(command_id=command_id, **fields))
+
+
+def stored_result_record(command_id: str, value: bytes) -> Record:
+    """The Kafka record of an encoded result: keyed and correlated by its commandId."""
+    return to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,8 @@ class KafkaResultSink:
     def max_record_size(self) -> int:
         return self.publisher.max_record_size
 
-    async def publish(self, result: Mapping[str, Any]) -> None:
-        await self.publisher.publish_durably(self.topic, result_record_of(result))
-
-    async def publish_stored(self, command_id: str, value: bytes) -> None:
-        """A stored result again, byte for byte."""
-        record = to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
-        await self.publisher.publish_durably(self.topic, record)
+    async def publish(self, command_id: str, value: bytes) -> None:
+        await self.publisher.publish_durably(self.topic, stored_result_record(command_id, value))
 
 
 def error_body(

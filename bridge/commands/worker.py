@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeAlias
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -306,10 +305,11 @@ class CommandWorker:
     async def _reject(self, record: Message, exc: InvalidCommand, bound: Any) -> None:
         """A failed ``invalid_command`` result where a commandId can be read, and a dead letter."""
         bound.warning("invalid command", reason=exc.reason, command_id=exc.command_id)
-        self.metrics.commands.labels(_action_label(record.value), "invalid").inc()
+        action = exc.action or "unknown"
+        self.metrics.commands.labels(action, "invalid").inc()
         if exc.command_id is not None:
             try:
-                await self.executor.reject(record.value, _action_label(record.value), exc)
+                await self.executor.reject(record.value, action, exc)
             except Exception:  # a bug: the dead letter below still says what was wrong
                 bound.exception("failed result of an invalid command not published")
         await self._dead_letter(record, exc.reason, exc.command_id)
@@ -354,15 +354,6 @@ def group_coordinator_known(consumer: AIOKafkaConsumer) -> bool:
     that reads it; if a release renames it, readiness turns false (never wrongly true)."""
     coordinator = getattr(consumer, "_coordinator", None)
     return getattr(coordinator, "coordinator_id", None) is not None
-
-
-def _action_label(value: bytes | None) -> str:
-    """The command's action for labels and result types, if it is a known one."""
-    try:
-        action = orjson.loads(value or b"").get("action")
-    except (orjson.JSONDecodeError, AttributeError):
-        return "unknown"
-    return action if action in ("create", "delete", "get", "list") else "unknown"
 
 
 def _reason_label(reason: str) -> str:

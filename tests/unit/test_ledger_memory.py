@@ -11,11 +11,13 @@ import pytest
 
 from bridge import config as config_module
 from bridge.commands.ledger import Ledger
-from bridge.commands.ledger_state import Entry, LedgerState
+from bridge.commands.ledger_state import Entry, LedgerDecodeError, LedgerState
 from bridge.events import rfc3339
 from bridge.kafka.publisher import Publisher
 
-RESULT = {"specversion": "1.0", "id": "r-1", "subject": "c-1", "data": {"status": "succeeded"}}
+RESULT = orjson.dumps(
+    {"specversion": "1.0", "id": "r-1", "subject": "c-1", "data": {"status": "succeeded"}}
+)
 
 
 def ledger(window_s: int = 3600) -> Ledger:
@@ -41,7 +43,7 @@ def test_a_final_entry_keeps_only_its_place_in_the_topic() -> None:
 async def test_the_final_value_is_the_published_bytes() -> None:
     memory = ledger()
     final = entry("c-1", datetime.now(UTC)).final(RESULT)
-    assert await memory.final_value(final) == orjson.dumps(RESULT)
+    assert await memory.final_value(final) == RESULT
     assert await memory.final_value(entry("c-2", datetime.now(UTC))) is None
 
 
@@ -88,3 +90,40 @@ def test_states_only_move_forward() -> None:
     memory.apply(started, (1, 5), now.timestamp())  # a late copy of an older state
     assert memory.entries["c"].state == "final"
     assert memory.entries["c"].position == (1, 7)
+
+
+def test_a_record_written_before_results_were_kept_as_bytes_reads_the_same() -> None:
+    # Earlier releases wrote the results as nested JSON objects (orjson): the bytes read
+    # back are those published then, to the byte.
+    result = {"specversion": "1.0", "subject": "c-1", "data": {"score": 0.1, "note": "café"}}
+    old = orjson.dumps(
+        {
+            "commandId": "c-1",
+            "fingerprint": "fp",
+            "action": "create",
+            "state": "final",
+            "startedAt": "2026-12-01T12:00:00Z",
+            "connectorId": "k-1",
+            "connector": None,
+            "acceptedResult": None,
+            "finalResult": result,
+        }
+    )
+    entry = Entry.from_json(old)
+    assert entry.final_result == orjson.dumps(result)
+    assert entry.accepted_result is None
+    assert Entry.from_json(entry.to_json()) == entry
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"{}",
+        b'{"commandId": "c"}',
+        b"[1]",
+        b'{"commandId":"c","fingerprint":"f","action":"get","state":"done","startedAt":"t"}',
+    ],
+)
+def test_a_record_that_is_no_entry_is_said_so(value: bytes) -> None:
+    with pytest.raises(LedgerDecodeError):
+        Entry.from_json(value)

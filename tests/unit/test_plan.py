@@ -19,7 +19,7 @@ from bridge.events import rfc3339
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BODY = {"connectorTemplateRef": "sms-messagebird:1", "name": "Support", "arguments": {"a": "1"}}
-RESULT = {"specversion": "1.0", "subject": "c-1", "data": {"status": "succeeded"}}
+RESULT = b'{"specversion":"1.0","subject":"c-1","data":{"status":"succeeded"}}'
 
 
 def command(action: str = "create", command_id: str = "c-1", **fields: Any) -> Command:
