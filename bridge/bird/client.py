@@ -27,6 +27,7 @@ from bridge.config import BirdConfig
 from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, BirdUnavailable
 from bridge.metrics import Metrics
 from bridge.ratelimit import TokenBucket
+from bridge.retry import Retry
 
 log = structlog.get_logger("bridge.bird")
 
@@ -129,9 +130,8 @@ class BirdClient:
     ) -> tuple[int, Any]:
         """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes."""
         assert self._session is not None, "BirdClient.start() first"
-        attempt = 0
+        retry = Retry(self.backoff)
         while True:
-            attempt += 1
             await self._throttle(workspace, method)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -169,7 +169,7 @@ class BirdClient:
             safe = idempotent or not isinstance(error, BirdOutcomeUnknown)
             if not error.retryable or not safe:
                 raise error
-            delay = self.backoff.delay(attempt, retry_after)
+            delay = retry.next_delay(retry_after)
             if time.monotonic() + delay >= deadline:
                 raise error
             self.metrics.bird_retries.labels(operation, status_label).inc()
@@ -177,10 +177,10 @@ class BirdClient:
                 "retrying bird call",
                 operation=operation,
                 status=status_label,
-                attempt=attempt,
+                attempt=retry.attempt,
                 delay_s=round(delay, 3),
             )
-            await asyncio.sleep(delay)
+            await retry.sleep(delay)
 
     # --- Connectors (bird-api.md 2) --------------------------------------------------
 

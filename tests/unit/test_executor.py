@@ -142,6 +142,35 @@ async def test_an_accepted_create_republishes_accepted_and_follows() -> None:
     assert h.sink.statuses() == ["accepted", "succeeded"]
 
 
+async def test_an_accepted_create_without_its_accepted_result_is_followed() -> None:
+    # Its connector was too large for a Kafka record: the ledger kept only what
+    # following needs, and no accepted result was published.
+    h = Harness()
+    create = command()
+    made = h.bird.add_connector(BODY, created_at=NOW)
+    entry = Entry("c-1", create.fingerprint, "create", "started", rfc3339(NOW))
+    await h.ledger.write(entry.accepted({"id": made["id"], "channel": made["channel"]}, None))
+    assert await h.run(create) == "succeeded"
+    assert h.sink.statuses() == ["succeeded"]
+    assert h.bird.operations() == ["get_channel"]
+
+
+async def test_a_connector_too_large_for_kafka_is_followed_from_its_id() -> None:
+    h = Harness()
+    h.sink.max_record_size = 1500
+    big = {**BODY, "arguments": {"a": "x" * 2000}}
+    assert await h.run(command(connector=big)) == "failed"
+    accepted = h.ledger.writes[1]
+    assert accepted.state == "accepted"
+    assert accepted.accepted_result is None
+    assert accepted.connector == {"id": "k-0", "channel": {"channelId": "ch-0"}}
+    assert h.sink.statuses() == ["failed"]  # no accepted: it would not fit
+    error = h.sink.results()[0]["data"]["error"]
+    assert error["code"] == "result_too_large"
+    assert error["details"]["connectorId"] == "k-0"
+    assert error["details"]["resultStatus"] == "succeeded"
+
+
 # --- row "started": look for it at Bird first -------------------------------------------
 
 
