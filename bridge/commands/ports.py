@@ -2,7 +2,7 @@
 
 The executor talks to Bird, the ledger and the results topic only through these; the
 production adapters are ``BirdClient`` (bridge/bird/client.py), ``Ledger``
-(commands/ledger.py), ``KafkaResultSink`` (commands/results.py) and ``Publisher``
+(commands/ledger.py), ``KafkaResultSink`` (commands/runtime.py) and ``Publisher``
 (bridge/kafka/publisher.py). tests/fakes.py has small recording fakes of each.
 """
 

@@ -1,17 +1,14 @@
-"""Result CloudEvents (contract section 4) and dead-letter records (section 5). Pure, but
-for ``KafkaResultSink``, the results topic behind the ``ResultSink`` port."""
+"""Result CloudEvents (contract section 4) and dead-letter records (section 5). Pure."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
-from bridge.commands.ports import DurablePublisher
 from bridge.events import Record, cloud_event, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 
@@ -63,21 +60,6 @@ def result_record(*, command_id: str, **fields: Any) -> Record:
 def stored_result_record(command_id: str, value: bytes) -> Record:
     """The Kafka record of an encoded result: keyed and correlated by its commandId."""
     return to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
-
-
-@dataclass(frozen=True)
-class KafkaResultSink:
-    """Results go to ``topic``, each acknowledged before the caller goes on."""
-
-    publisher: DurablePublisher
-    topic: str
-
-    @property
-    def max_record_size(self) -> int:
-        return self.publisher.max_record_size
-
-    async def publish(self, command_id: str, value: bytes) -> None:
-        await self.publisher.publish_durably(self.topic, stored_result_record(command_id, value))
 
 
 def error_body(

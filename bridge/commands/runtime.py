@@ -1,4 +1,5 @@
-"""Wires the command side into the app: Bird client, ledger, executor and worker (I/O).
+"""Wires the command side into the app: Bird client, ledger, results topic, executor and
+worker (I/O). ``KafkaResultSink`` is the results topic behind the ``ResultSink`` port.
 
 The app (bridge/app.py) hands over what it shares (``CommandHost``); this module does
 not import the app, so the two do not import each other.
@@ -7,6 +8,7 @@ not import the app, so the two do not import each other.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -14,11 +16,27 @@ from aiohttp import web
 from bridge.bird.client import BirdClient
 from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
-from bridge.commands.results import KafkaResultSink
+from bridge.commands.ports import DurablePublisher
+from bridge.commands.results import stored_result_record
 from bridge.commands.worker import CommandWorker
 from bridge.config import Config
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class KafkaResultSink:
+    """Results go to ``topic``, each acknowledged before the caller goes on."""
+
+    publisher: DurablePublisher
+    topic: str
+
+    @property
+    def max_record_size(self) -> int:
+        return self.publisher.max_record_size
+
+    async def publish(self, command_id: str, value: bytes) -> None:
+        await self.publisher.publish_durably(self.topic, stored_result_record(command_id, value))
 
 
 class CommandHost(Protocol):

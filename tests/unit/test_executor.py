@@ -16,7 +16,7 @@ from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
 from bridge.commands.ledger_state import Entry
 from bridge.commands.parse import Command, parse_command
-from bridge.commands.results import KafkaResultSink
+from bridge.commands.runtime import KafkaResultSink
 from bridge.errors import BirdOutcomeUnknown, BirdRejected, BirdUnavailable, InvalidCommand
 from bridge.events import rfc3339
 from bridge.metrics import Metrics
