@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from bridge.commands.runtime import commands_context
 from bridge.config import Config, Role
 from bridge.errors import BridgeError, PublishUnavailable, StartupError
 from bridge.http_server import HttpRunner
@@ -26,6 +27,7 @@ from bridge.kafka.clients import all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import CONTENT_TYPE_LATEST, Counter, Metrics
 from bridge.ports import port_problem
+from bridge.retry import SUBSCRIPTIONS_BACKOFF, Retry
 
 log = structlog.get_logger("bridge")
 
@@ -148,9 +150,7 @@ def build_app(bridge: Bridge) -> web.Application:
         if bridge.config.webhook.ensure_subscriptions:
             app.cleanup_ctx.append(_subscriptions_ctx)
     if "commands" in bridge.roles:
-        from bridge.commands.runtime import commands_ctx
-
-        app.cleanup_ctx.append(commands_ctx)
+        app.cleanup_ctx.append(commands_context(bridge))
     return app
 
 
@@ -183,7 +183,7 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
     bridge = app[BRIDGE]
 
     async def ensure() -> None:
-        delay = 1.0
+        retry = Retry(SUBSCRIPTIONS_BACKOFF)
         async with BirdClient(bridge.config.bird, bridge.metrics) as bird:
             while True:
                 try:
@@ -194,8 +194,7 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
                     return
                 except BirdError as exc:
                     log.warning("cannot ensure subscriptions, retrying", error=exc.message)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 60.0)
+                    await retry.wait()
 
     task = asyncio.create_task(ensure())
     yield

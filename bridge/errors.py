@@ -13,7 +13,11 @@
     ├── RecordTooLarge               over Kafka's record size limit (413; never retried)
     ├── PublishUnavailable           Kafka did not acknowledge in time (503 + Retry-After)
     ├── InvalidCommand               a command record that fails validation (names the field)
-    └── BirdError                    a Bird API failure (code, message, details, status, retryable)
+    ├── LedgerRecordMissing          a finished command's ledger record is gone from the topic
+    └── BirdError                    a Bird API call failed (``bird_status``: what Bird answered)
+        ├── BirdRejected             Bird refused the request (4xx but 429); retrying cannot help
+        └── BirdUnavailable          Bird not reachable, 429, or deadline passed; retryable
+            └── BirdOutcomeUnknown   timeout, 5xx, connection lost: Bird may have acted on it
 
 Third-party exceptions (aiohttp, aiokafka) are translated into these once, at the edge.
 ``outcome`` is the webhook's ``outcome`` label and log field (snake_case, like ``published``):
@@ -124,30 +128,42 @@ class PublishUnavailable(BridgeError):
 class InvalidCommand(BridgeError):
     """A command record that cannot be executed; ``field`` names the offending JSON path."""
 
-    def __init__(self, field: str, reason: str, command_id: str | None = None) -> None:
+    def __init__(
+        self, field: str, reason: str, command_id: str | None = None, *, action: str | None = None
+    ) -> None:
         self.field = field
         self.command_id = command_id
+        self.action = action  # a known action, when the record names one
         super().__init__(f"{field}: {reason}")
 
 
+class LedgerRecordMissing(BridgeError):
+    """A final ledger entry's record cannot be read back from the ledger topic (retention,
+    or a broker that lost its data): the command seen again gets a dead letter instead."""
+
+    reason = "the final ledger record of this command is gone"
+
+
 class BirdError(BridgeError):
-    """A failed call to Bird, mapped from its error body (bird-api.md 1, Errors)."""
+    """A failed call to Bird, mapped from its error body (bird-api.md 1, Errors).
+
+    ``bird_status`` is the HTTP status Bird answered (``None`` when it did not answer);
+    ``http_status`` stays what it is on every ``BridgeError``: the status the bridge would
+    answer with (502, a gateway's failure). ``code`` is the failed result's error code."""
+
+    http_status = 502
+    code = "bird_error"
 
     def __init__(
         self,
-        code: str,
         message: str,
         *,
-        http_status: int | None,
-        retryable: bool,
+        bird_status: int | None = None,
         details: Mapping[str, Any] | None = None,
         bird_code: str | None = None,
     ) -> None:
-        self.code = code
         self.message = message
-        self.http_status = http_status or 0
-        self.status = http_status
-        self.retryable = retryable
+        self.bird_status = bird_status
         self.details = dict(details or {})
         self.bird_code = bird_code
         super().__init__(message)
@@ -161,6 +177,25 @@ class BirdError(BridgeError):
             "code": self.code,
             "message": self.message,
             "retryable": self.retryable,
-            "httpStatus": self.status,
+            "httpStatus": self.bird_status,
             "details": details,
         }
+
+
+class BirdRejected(BirdError):
+    """Bird refused the request (a 4xx other than 429): the same request fails again."""
+
+    code = "bird_client_error"
+
+
+class BirdUnavailable(BirdError):
+    """Bird cannot be reached, asks to slow down (429), or the deadline passed before it
+    answered. Bird has not acted on the request: it may be sent again."""
+
+    code = "bird_unavailable"
+    retryable = True
+
+
+class BirdOutcomeUnknown(BirdUnavailable):
+    """Bird may or may not have acted on the request (timeout, 5xx, connection lost
+    mid-request): a non-idempotent call (create) is looked for before it is sent again."""

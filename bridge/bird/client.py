@@ -2,10 +2,11 @@
 
 One shared session; ``Authorization: AccessKey``; per-request timeouts; an outbound
 rate limiter per workspace; retries with backoff within the caller's deadline. Every
-failure leaves here as a ``BirdError``. Non-idempotent calls (create) are retried only
-where Bird cannot have acted on them (429, or no connection made); an ambiguous failure
-(timeout, 5xx, connection lost mid-request) is raised with ``ambiguous=True`` so the
-caller can look before it creates again.
+failure leaves here as a ``BirdError``: ``BirdRejected`` (4xx), ``BirdUnavailable`` (429,
+no connection made, deadline passed) or ``BirdOutcomeUnknown`` (timeout, 5xx, connection
+lost mid-request). Non-idempotent calls (create) are retried only where Bird cannot have
+acted on them; ``BirdOutcomeUnknown`` is raised at once so the caller can look before it
+creates again.
 """
 
 from __future__ import annotations
@@ -23,17 +24,14 @@ import structlog
 from bridge import __version__
 from bridge.bird.policy import Backoff, parse_retry_after
 from bridge.config import BirdConfig
-from bridge.errors import BirdError
+from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, BirdUnavailable
 from bridge.metrics import Metrics
 from bridge.ratelimit import TokenBucket
+from bridge.retry import Retry
 
 log = structlog.get_logger("bridge.bird")
 
 JSON = dict[str, Any]
-
-
-class AmbiguousBirdError(BirdError):
-    """Bird may or may not have acted on the request (timeout, 5xx, connection lost)."""
 
 
 def _error_from_response(status: int, body: bytes, operation: str) -> BirdError:
@@ -47,13 +45,14 @@ def _error_from_response(status: int, body: bytes, operation: str) -> BirdError:
     bird_code = parsed.get("code") if isinstance(parsed.get("code"), str) else None
     message = parsed.get("message") if isinstance(parsed.get("message"), str) else None
     details = parsed.get("details") if isinstance(parsed.get("details"), dict) else {}
-    retryable = status == 429 or status >= 500
-    cls = AmbiguousBirdError if status >= 500 else BirdError
+    cls: type[BirdError] = BirdRejected
+    if status >= 500:
+        cls = BirdOutcomeUnknown
+    elif status == 429:
+        cls = BirdUnavailable
     return cls(
-        "bird_unavailable" if retryable else "bird_client_error",
         f"{operation}: Bird answered {status}" + (f": {message}" if message else ""),
-        http_status=status,
-        retryable=retryable,
+        bird_status=status,
         details=details,
         bird_code=bird_code,
     )
@@ -74,7 +73,6 @@ class BirdClient:
         }
         self._session: aiohttp.ClientSession | None = None
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        self._bucket_lock = asyncio.Lock()
 
     async def __aenter__(self) -> BirdClient:
         await self.start()
@@ -132,18 +130,12 @@ class BirdClient:
     ) -> tuple[int, Any]:
         """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes."""
         assert self._session is not None, "BirdClient.start() first"
-        attempt = 0
+        retry = Retry(self.backoff)
         while True:
-            attempt += 1
             await self._throttle(workspace, method)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BirdError(
-                    "bird_unavailable",
-                    f"{operation}: deadline passed before Bird could be called",
-                    http_status=None,
-                    retryable=True,
-                )
+                raise BirdUnavailable(f"{operation}: deadline passed before Bird could be called")
             started = time.perf_counter()
             status_label = "error"
             retry_after: float | None = None
@@ -160,37 +152,24 @@ class BirdClient:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except TimeoutError:
                 status_label = "timeout"
-                error = AmbiguousBirdError(
-                    "bird_unavailable",
-                    f"{operation}: Bird did not answer in time",
-                    http_status=None,
-                    retryable=True,
-                )
+                error = BirdOutcomeUnknown(f"{operation}: Bird did not answer in time")
             except aiohttp.ClientConnectorError:
                 status_label = "connect_error"
-                error = BirdError(
-                    "bird_unavailable",
-                    f"{operation}: cannot connect to Bird",
-                    http_status=None,
-                    retryable=True,
-                )
+                error = BirdUnavailable(f"{operation}: cannot connect to Bird")
             except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
                 status_label = "connection_lost"
-                error = AmbiguousBirdError(
-                    "bird_unavailable",
-                    f"{operation}: connection to Bird failed ({type(exc).__name__})",
-                    http_status=None,
-                    retryable=True,
+                error = BirdOutcomeUnknown(
+                    f"{operation}: connection to Bird failed ({type(exc).__name__})"
                 )
             finally:
                 self.metrics.bird_requests.labels(operation, status_label).observe(
                     time.perf_counter() - started
                 )
             # Only what Bird cannot have acted on is retried for a non-idempotent call.
-            safe = idempotent or not isinstance(error, AmbiguousBirdError)
+            safe = idempotent or not isinstance(error, BirdOutcomeUnknown)
             if not error.retryable or not safe:
                 raise error
-            delay = self.backoff.delay(attempt, retry_after)
+            delay = retry.next_delay(retry_after)
             if time.monotonic() + delay >= deadline:
                 raise error
             self.metrics.bird_retries.labels(operation, status_label).inc()
@@ -198,10 +177,10 @@ class BirdClient:
                 "retrying bird call",
                 operation=operation,
                 status=status_label,
-                attempt=attempt,
+                attempt=retry.attempt,
                 delay_s=round(delay, 3),
             )
-            await asyncio.sleep(delay)
+            await retry.sleep(delay)
 
     # --- Connectors (bird-api.md 2) --------------------------------------------------
 
@@ -239,8 +218,8 @@ class BirdClient:
                 operation="delete_connector",
                 deadline=deadline,
             )
-        except BirdError as exc:
-            if exc.status == 404:
+        except BirdRejected as exc:
+            if exc.bird_status == 404:
                 return False
             raise
         return True

@@ -1,7 +1,9 @@
 """Connector commands (contract section 3): raw record bytes -> a validated ``Command``. Pure.
 
-Every refusal is an ``InvalidCommand`` naming the field (a JSON path) and, when it
-could be read, the ``commandId`` so the producer gets a ``failed`` result.
+The value is decoded once (orjson), then checked against the typed messages of
+bridge/messages.py (msgspec). Every refusal is an ``InvalidCommand`` naming the field
+(a JSON path) and, when it could be read, the ``commandId`` (so the producer gets a
+``failed`` result) and the ``action`` (for labels and the result's type).
 """
 
 from __future__ import annotations
@@ -11,26 +13,43 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from bridge.errors import InvalidCommand
+from bridge.messages import (
+    CONNECTOR_FIELDS,
+    MAX_COMMAND_ID,
+    CommandMessage,
+    CreateMessage,
+    DeleteMessage,
+    Envelope,
+    GetMessage,
+    ListMessage,
+)
+
+__all__ = [
+    "ACTIONS",
+    "CONNECTOR_FIELDS",
+    "MAX_COMMAND_ID",
+    "MAX_ECHO",
+    "Command",
+    "parse_command",
+    "read_command_id",
+]
 
 Action = Literal["create", "delete", "get", "list"]
 ACTIONS: tuple[Action, ...] = ("create", "delete", "get", "list")
-MAX_COMMAND_ID = 128
 MAX_ID = 128
 MAX_ECHO = 64  # characters of producer input quoted back in a refusal
 
-# Bird's CreateConnectorReq (bird-api.md 2.1, additionalProperties: false) and field types.
-CONNECTOR_FIELDS: dict[str, tuple[type, ...]] = {
-    "connectorTemplateRef": (str,),
-    "name": (str,),
-    "arguments": (dict, type(None)),
-    "securityArguments": (dict, type(None)),
-    "channelConversationalStatusEnabled": (bool, type(None)),
-    "invitationToken": (str, type(None)),
+# What a value of each connector field must be, as a refusal says it.
+_EXPECTED = {
+    "arguments": "an object or null",
+    "securityArguments": "an object or null",
+    "channelConversationalStatusEnabled": "true or false or null",
+    "invitationToken": "a string or null",
 }
-_TYPE_NAMES = {str: "a string", dict: "an object", bool: "true or false", type(None): "null"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,10 @@ def read_command_id(value: bytes | None) -> str | None:
         parsed = orjson.loads(value or b"")
     except orjson.JSONDecodeError:
         return None
+    return _command_id_of(parsed)
+
+
+def _command_id_of(parsed: object) -> str | None:
     if isinstance(parsed, dict):
         command_id = parsed.get("commandId")
         if isinstance(command_id, str) and 0 < len(command_id) <= MAX_COMMAND_ID:
@@ -65,41 +88,73 @@ def read_command_id(value: bytes | None) -> str | None:
     return None
 
 
-def _identifier(raw: Mapping[str, Any], name: str, command_id: str | None) -> str:
-    value = raw.get(name)
+def _action_of(raw: Mapping[str, Any]) -> str | None:
+    action = raw.get("action")
+    return action if action in ACTIONS else None
+
+
+def _identifier(value: str | None, name: str, command_id: str, action: str) -> str:
     if value is None:
-        raise InvalidCommand(name, "is required", command_id)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidCommand(name, "must be a non-empty string", command_id)
+        raise InvalidCommand(name, "is required", command_id, action=action)
+    if not value.strip():
+        raise InvalidCommand(name, "must be a non-empty string", command_id, action=action)
     if len(value) > MAX_ID:
-        raise InvalidCommand(name, f"must be at most {MAX_ID} characters", command_id)
+        raise InvalidCommand(
+            name, f"must be at most {MAX_ID} characters", command_id, action=action
+        )
     if any(ch in value for ch in "/?#") or not value.isprintable():
         raise InvalidCommand(
-            name, "must not contain '/', '?', '#' or control characters", command_id
+            name,
+            "must not contain '/', '?', '#' or control characters",
+            command_id,
+            action=action,
         )
     return value
 
 
-def _connector_body(raw: object, command_id: str) -> dict[str, Any]:
-    if raw is None:
-        raise InvalidCommand("connector", "is required for action create", command_id)
-    if not isinstance(raw, dict):
-        raise InvalidCommand("connector", "must be an object", command_id)
-    for name in raw:
-        if name not in CONNECTOR_FIELDS:
+def _refusal(
+    error: msgspec.ValidationError, raw: Mapping[str, Any], command_id: str | None
+) -> InvalidCommand:
+    """msgspec's first problem as an ``InvalidCommand`` naming the field, in the words of
+    contract section 3."""
+    message, _, where = str(error).partition(" - at `")
+    path = where.rstrip("`") or "$"
+    field_name = path[2:] if path.startswith("$.") else ""
+    missing = message.startswith("Object missing required field `")
+    if missing:
+        name = message.split("`")[1]
+        field_name = f"{field_name}.{name}" if field_name else name
+    action = _action_of(raw)
+
+    def refuse(name: str, reason: str) -> InvalidCommand:
+        return InvalidCommand(name, reason, command_id, action=action)
+
+    if field_name == "commandId":
+        if missing:
+            return refuse("commandId", "is required")
+        return refuse("commandId", f"must be a string of 1 to {MAX_COMMAND_ID} characters")
+    if field_name == "action":
+        if missing:
+            return refuse("action", "is required")
+        got = _echo(repr(raw.get("action")))
+        return refuse("action", f"must be one of {', '.join(ACTIONS)}, got {got}")
+    if field_name in ("workspaceId", "connectorId", "templateRef"):
+        return refuse(field_name, "must be a non-empty string")
+    if field_name == "connector":
+        if missing:
+            return refuse("connector", "is required for action create")
+        if message.startswith("Object contains unknown field `"):
+            body = raw.get("connector")
+            unknown = next(k for k in body if k not in CONNECTOR_FIELDS)  # type: ignore[union-attr]
             allowed = ", ".join(CONNECTOR_FIELDS)
-            raise InvalidCommand(
-                f"connector.{_echo(name)}", f"unknown field (allowed: {allowed})", command_id
-            )
-    for name in ("connectorTemplateRef", "name"):
-        value = raw.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidCommand(f"connector.{name}", "is required: a non-empty string", command_id)
-    for name, types in CONNECTOR_FIELDS.items():
-        if name in raw and not isinstance(raw[name], types):
-            expected = " or ".join(_TYPE_NAMES[t] for t in types)
-            raise InvalidCommand(f"connector.{name}", f"must be {expected}", command_id)
-    return dict(raw)
+            return refuse(f"connector.{_echo(unknown)}", f"unknown field (allowed: {allowed})")
+        return refuse("connector", "must be an object")
+    name = field_name.removeprefix("connector.")
+    if name in ("connectorTemplateRef", "name"):
+        return refuse(field_name, "is required: a non-empty string")
+    if name in _EXPECTED:
+        return refuse(field_name, f"must be {_EXPECTED[name]}")
+    return refuse(field_name or "$", message)  # not reached with today's messages
 
 
 def _too_deep(connector: Mapping[str, Any]) -> str:
@@ -112,8 +167,7 @@ def _too_deep(connector: Mapping[str, Any]) -> str:
 
 
 def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> Command:
-    """Validate one command record's value. Unknown top-level fields are ignored (room for
-    tracing metadata); unknown ``connector`` fields are refused since Bird would refuse them."""
+    """Validate one command record's value."""
     if value is None:
         raise InvalidCommand("$", "record has no value")
     try:
@@ -122,41 +176,45 @@ def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> C
         raise InvalidCommand("$", f"not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise InvalidCommand("$", f"must be a JSON object, got {type(raw).__name__}")
+    try:
+        command_id = msgspec.convert(raw, Envelope).command_id
+    except msgspec.ValidationError as exc:
+        raise _refusal(exc, raw, None) from None
+    try:
+        message: CommandMessage = msgspec.convert(raw, CommandMessage)
+    except msgspec.ValidationError as exc:
+        raise _refusal(exc, raw, command_id) from None
+    return _command(message, default_workspace_id)
 
-    command_id = raw.get("commandId")
-    if command_id is None:
-        raise InvalidCommand("commandId", "is required")
-    if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_COMMAND_ID:
-        raise InvalidCommand("commandId", f"must be a string of 1 to {MAX_COMMAND_ID} characters")
 
-    action = raw.get("action")
-    if action is None:
-        raise InvalidCommand("action", "is required", command_id)
-    if action not in ACTIONS:
-        raise InvalidCommand(
-            "action", f"must be one of {', '.join(ACTIONS)}, got {_echo(repr(action))}", command_id
-        )
+def _command(message: CommandMessage, default_workspace_id: str | None) -> Command:
+    command_id = message.command_id
+    connector_id: str | None = None
+    template_ref: str | None = None
+    connector: dict[str, Any] = {}
+    match message:
+        case CreateMessage():
+            action: Action = "create"
+            connector = message.connector.to_bird()
+        case DeleteMessage() | GetMessage():
+            action = "delete" if isinstance(message, DeleteMessage) else "get"
+        case ListMessage():
+            action = "list"
+            template_ref = message.template_ref
 
-    if raw.get("workspaceId") is not None:
-        workspace_id = _identifier(raw, "workspaceId", command_id)
+    if message.workspace_id is not None:
+        workspace_id = _identifier(message.workspace_id, "workspaceId", command_id, action)
     elif default_workspace_id:
         workspace_id = default_workspace_id
     else:
         raise InvalidCommand(
-            "workspaceId", "is required (no default workspace is configured)", command_id
+            "workspaceId",
+            "is required (no default workspace is configured)",
+            command_id,
+            action=action,
         )
-
-    connector_id: str | None = None
-    template_ref: str | None = None
-    connector: dict[str, Any] = {}
-    if action == "create":
-        connector = _connector_body(raw.get("connector"), command_id)
-    elif action in ("delete", "get"):
-        connector_id = _identifier(raw, "connectorId", command_id)
-    elif raw.get("templateRef") is not None:
-        template_ref = raw["templateRef"]
-        if not isinstance(template_ref, str) or not template_ref:
-            raise InvalidCommand("templateRef", "must be a non-empty string", command_id)
+    if isinstance(message, DeleteMessage | GetMessage):
+        connector_id = _identifier(message.connector_id, "connectorId", command_id, action)
 
     essence = {
         "action": action,
@@ -169,8 +227,9 @@ def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> C
         canonical = orjson.dumps(essence, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         # orjson reads 1024 levels of nesting but writes at most 254.
-        raise InvalidCommand(_too_deep(connector), "nests too deeply", command_id) from None
-    fingerprint = hashlib.sha256(canonical).hexdigest()
+        raise InvalidCommand(
+            _too_deep(connector), "nests too deeply", command_id, action=action
+        ) from None
     return Command(
         command_id=command_id,
         action=action,
@@ -178,5 +237,5 @@ def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> C
         connector_id=connector_id,
         template_ref=template_ref,
         connector=connector,
-        fingerprint=fingerprint,
+        fingerprint=hashlib.sha256(canonical).hexdigest(),
     )

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 from bridge.events import Record, cloud_event, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 
@@ -15,7 +17,7 @@ SOURCE = "bird-bridge"
 MAX_REASON = 1000  # characters of a dead letter's dlq-reason
 
 
-def result_record(
+def result_value(
     *,
     command_id: str,
     action: str,
@@ -26,7 +28,9 @@ def result_record(
     connectors: list[Mapping[str, Any]] | None = None,
     error: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
-) -> Record:
+) -> bytes:
+    """The result CloudEvent, encoded once: these bytes are published, kept in the ledger
+    and published again for a command seen again."""
     data: dict[str, Any] = {"commandId": command_id, "action": action, "status": status}
     if connector is not None:
         data["connector"] = connector
@@ -45,7 +49,17 @@ def result_record(
         time=rfc3339(now),
         data=data,
     )
-    return to_record(event, key=command_id, correlation_id=command_id)
+    return orjson.dumps(event)
+
+
+def result_record(*, command_id: str, **fields: Any) -> Record:
+    """The Kafka record of a result (``result_value``'s arguments)."""
+    return stored_result_record(command_id, result_value(command_id=command_id, **fields))
+
+
+def stored_result_record(command_id: str, value: bytes) -> Record:
+    """The Kafka record of an encoded result: keyed and correlated by its commandId."""
+    return to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
 
 
 def error_body(

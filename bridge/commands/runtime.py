@@ -1,32 +1,72 @@
-"""Wires the command side into the app: Bird client, ledger, executor and worker (I/O)."""
+"""Wires the command side into the app: Bird client, ledger, results topic, executor and
+worker (I/O). ``KafkaResultSink`` is the results topic behind the ``ResultSink`` port.
+
+The app (bridge/app.py) hands over what it shares (``CommandHost``); this module does
+not import the app, so the two do not import each other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
-from bridge.app import BRIDGE
 from bridge.bird.client import BirdClient
 from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
+from bridge.commands.ports import DurablePublisher
+from bridge.commands.results import stored_result_record
 from bridge.commands.worker import CommandWorker
+from bridge.config import Config
+from bridge.kafka.publisher import Publisher
+from bridge.metrics import Metrics
 
-WORKER = web.AppKey("command_worker", CommandWorker)
+
+@dataclass(frozen=True)
+class KafkaResultSink:
+    """Results go to ``topic``, each acknowledged before the caller goes on."""
+
+    publisher: DurablePublisher
+    topic: str
+
+    @property
+    def max_record_size(self) -> int:
+        return self.publisher.max_record_size
+
+    async def publish(self, command_id: str, value: bytes) -> None:
+        await self.publisher.publish_durably(self.topic, stored_result_record(command_id, value))
 
 
-async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
-    bridge = app[BRIDGE]
-    config = bridge.config
-    bird = BirdClient(config.bird, bridge.metrics)
-    await bird.start()
-    ledger = Ledger(config, bridge.publisher)
-    executor = Executor(config, bird, ledger, bridge.publisher, bridge.metrics)
-    worker = CommandWorker(config, bridge.publisher, ledger, executor, bridge.metrics)
-    app[WORKER] = worker
-    bridge.readiness_checks.append(worker.connected)
-    await worker.start()
-    yield
-    bridge.draining = True
-    await worker.stop(drain_s=config.shutdown_timeout_s * 0.4)
-    await bird.close()
+class CommandHost(Protocol):
+    """What the command side needs of the process it runs in."""
+
+    config: Config
+    metrics: Metrics
+    publisher: Publisher
+    readiness_checks: list[Callable[[], bool]]
+    draining: bool
+
+
+def commands_context(
+    host: CommandHost,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's cleanup context that runs the command worker for ``host``."""
+
+    async def commands_ctx(_app: web.Application) -> AsyncIterator[None]:
+        config = host.config
+        bird = BirdClient(config.bird, host.metrics)
+        await bird.start()
+        ledger = Ledger(config, host.publisher)
+        results = KafkaResultSink(host.publisher, config.topics.results)
+        executor = Executor(config, bird, ledger, results, host.metrics)
+        worker = CommandWorker(config, host.publisher, ledger, executor, host.metrics)
+        host.readiness_checks.append(worker.connected)
+        await worker.start()
+        yield
+        host.draining = True
+        await worker.stop(drain_s=config.shutdown_timeout_s * 0.4)
+        await bird.close()
+
+    return commands_ctx

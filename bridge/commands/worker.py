@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeAlias
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -33,6 +32,7 @@ from bridge.errors import InvalidCommand, RecordTooLarge
 from bridge.kafka.clients import consumer_settings
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+from bridge.retry import KAFKA_BACKOFF, Retry
 
 log = structlog.get_logger("bridge.commands")
 
@@ -89,7 +89,7 @@ class CommandWorker:
 
     async def _main(self) -> None:
         await self.publisher.ready.wait()
-        delay = 0.5
+        retry = Retry(KAFKA_BACKOFF)
         while not self._stopping.is_set():
             try:
                 await self.ledger.start()
@@ -101,8 +101,7 @@ class CommandWorker:
             except (KafkaError, OSError) as exc:
                 log.warning("command consumer cannot start, retrying", error=repr(exc))
                 await self.ledger.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await retry.wait()
                 continue
             self.consumer = consumer
             self.started = True
@@ -115,8 +114,7 @@ class CommandWorker:
         heartbeats fail, e.g. while Kafka is unreachable)."""
         if not self.started or self.consumer is None:
             return False
-        coordinator = getattr(self.consumer, "_coordinator", None)
-        return getattr(coordinator, "coordinator_id", None) is not None
+        return group_coordinator_known(self.consumer)
 
     async def stop(self, drain_s: float) -> None:
         """Stop fetching, let in-flight commands finish within ``drain_s``, commit, leave."""
@@ -307,10 +305,11 @@ class CommandWorker:
     async def _reject(self, record: Message, exc: InvalidCommand, bound: Any) -> None:
         """A failed ``invalid_command`` result where a commandId can be read, and a dead letter."""
         bound.warning("invalid command", reason=exc.reason, command_id=exc.command_id)
-        self.metrics.commands.labels(_action_label(record.value), "invalid").inc()
+        action = exc.action or "unknown"
+        self.metrics.commands.labels(action, "invalid").inc()
         if exc.command_id is not None:
             try:
-                await self.executor.reject(record.value, _action_label(record.value), exc)
+                await self.executor.reject(record.value, action, exc)
             except Exception:  # a bug: the dead letter below still says what was wrong
                 bound.exception("failed result of an invalid command not published")
         await self._dead_letter(record, exc.reason, exc.command_id)
@@ -345,13 +344,16 @@ class CommandWorker:
             await self.publisher.publish_durably(self.config.topics.dead_letter, dead)
 
 
-def _action_label(value: bytes | None) -> str:
-    """The command's action for labels and result types, if it is a known one."""
-    try:
-        action = orjson.loads(value or b"").get("action")
-    except (orjson.JSONDecodeError, AttributeError):
-        return "unknown"
-    return action if action in ("create", "delete", "get", "list") else "unknown"
+def group_coordinator_known(consumer: AIOKafkaConsumer) -> bool:
+    """Whether ``consumer`` knows its group's coordinator right now.
+
+    aiokafka has no public way to ask: ``assignment()`` keeps its last value while the
+    broker is unreachable, and no callback says that heartbeats fail. Its private
+    ``_coordinator.coordinator_id`` is reset to None as soon as a heartbeat or commit
+    finds the coordinator gone, which is what readiness must reflect. This is the one place
+    that reads it; if a release renames it, readiness turns false (never wrongly true)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    return getattr(coordinator, "coordinator_id", None) is not None
 
 
 def _reason_label(reason: str) -> str:

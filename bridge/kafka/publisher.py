@@ -23,6 +23,7 @@ from bridge.events import Record
 from bridge.kafka.clients import producer_settings
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 from bridge.metrics import Metrics
+from bridge.retry import KAFKA_BACKOFF, Retry
 
 log = structlog.get_logger("bridge.kafka")
 
@@ -54,7 +55,7 @@ class Publisher:
         self._task = asyncio.create_task(self._run(), name="kafka-publisher")
 
     async def _run(self) -> None:
-        delay = 0.2
+        retry = Retry(KAFKA_BACKOFF)
         while self.producer is None:
             producer = AIOKafkaProducer(**producer_settings(self.kafka))
             try:
@@ -62,13 +63,15 @@ class Publisher:
                 if self.on_connect is not None:
                     await self.on_connect()
             except Exception as exc:  # unreachable, or topics refused: say why, keep trying
+                delay = retry.next_delay()
                 log.warning(
-                    "kafka not ready, retrying", error=str(exc) or repr(exc), retry_in_s=delay
+                    "kafka not ready, retrying",
+                    error=str(exc) or repr(exc),
+                    retry_in_s=round(delay, 2),
                 )
                 with contextlib.suppress(Exception):
                     await producer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await retry.sleep(delay)
                 continue
             self.producer = producer
         self._set_connected(True)
@@ -166,7 +169,7 @@ class Publisher:
         For the command worker: a result must reach Kafka before its offset is committed,
         and waiting is right; the command stays uncommitted meanwhile.
         """
-        delay = 0.2
+        retry = Retry(KAFKA_BACKOFF)
         while True:
             try:
                 return await self.publish(
@@ -176,8 +179,7 @@ class Publisher:
                 log.warning(
                     "publish failed, retrying", topic=topic, error=repr(exc.__cause__ or exc)
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await retry.wait()
 
     async def stop(self, timeout: float) -> None:
         """Flush what is pending and close; give up after ``timeout`` (Kafka may be down)."""

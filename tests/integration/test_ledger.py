@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from bridge.commands.ledger import Entry, Ledger, LedgerRecordMissing
+from bridge.commands.ledger import Ledger
+from bridge.commands.ledger_state import Entry
 from bridge.config import Config
+from bridge.errors import LedgerRecordMissing
 from bridge.events import rfc3339
 from bridge.kafka.clients import ensure_topics
 from bridge.kafka.publisher import Publisher
@@ -25,14 +27,16 @@ pytestmark = pytest.mark.integration
 CONNECTOR = {"id": "k-1", "name": "Support SMS", "arguments": {"from": "+31600000000"}}
 
 
-def result(command_id: str, status: str) -> dict[str, object]:
+def result(command_id: str, status: str) -> bytes:
     # Floats, unicode and nesting: the bytes read back must equal the bytes published.
-    return {
-        "specversion": "1.0",
-        "id": f"{command_id}-{status}",
-        "subject": command_id,
-        "data": {"status": status, "connector": CONNECTOR, "score": 0.1, "note": "café ☕"},
-    }
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"{command_id}-{status}",
+            "subject": command_id,
+            "data": {"status": status, "connector": CONNECTOR, "score": 0.1, "note": "café ☕"},
+        }
+    )
 
 
 @asynccontextmanager
@@ -55,7 +59,7 @@ async def test_a_finished_command_is_read_back_byte_for_byte(any_broker: Broker)
     await ensure_topics(config.kafka, [config.topics.ledger], compacted=[config.topics.ledger])
     started = Entry("c-1", "fp", "create", "started", rfc3339(datetime.now(UTC)))
     final = started.accepted(CONNECTOR, result("c-1", "accepted")).final(result("c-1", "succeeded"))
-    published = orjson.dumps(final.final_result)
+    published = final.final_result
     async with ledger_of(config) as first:
         for entry in (started, final.accepted(CONNECTOR, result("c-1", "accepted")), final):
             await first.write(entry)

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bridge.commands.parse import MAX_ECHO, parse_command, read_command_id
+from bridge.commands.parse import CONNECTOR_FIELDS, MAX_ECHO, parse_command, read_command_id
 from bridge.errors import InvalidCommand
 
 CREATE: dict[str, Any] = {
@@ -179,3 +179,58 @@ def test_refusals_quote_producer_input_cut_short(raw: dict[str, Any], field: str
     assert refused.value.field == field
     assert len(refused.value.reason) < 300
     assert refused.value.command_id == "c-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "action"),
+    [
+        ({"commandId": "c", "action": "create", "connector": []}, "create"),
+        ({"commandId": "c", "action": "get"}, "get"),
+        ({"commandId": "c", "action": "list", "templateRef": ""}, "list"),
+        ({"commandId": "c", "action": "update"}, None),
+        ({"commandId": 5, "action": "delete"}, "delete"),
+    ],
+)
+def test_a_refusal_carries_the_action_it_could_read(raw: Any, action: str | None) -> None:
+    # The worker labels metrics and types the failed result with it, without decoding
+    # the record again.
+    with pytest.raises(InvalidCommand) as refused:
+        parse(raw)
+    assert refused.value.action == action
+
+
+@pytest.mark.parametrize(
+    ("connector", "field", "reason"),
+    [
+        ({"invitationToken": 5}, "connector.invitationToken", "must be a string or null"),
+        ({"securityArguments": []}, "connector.securityArguments", "must be an object or null"),
+        ({"name": 5}, "connector.name", "is required: a non-empty string"),
+        ({"connectorTemplateRef": None}, "connector.connectorTemplateRef", "is required"),
+    ],
+)
+def test_connector_field_types_are_birds(
+    connector: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(InvalidCommand) as refused:
+        parse({**CREATE, "connector": {**CREATE["connector"], **connector}})
+    assert (refused.value.field, refused.value.command_id) == (field, "c-1")
+    assert reason in refused.value.reason
+
+
+def test_bird_gets_the_body_as_sent_explicit_nulls_kept_absent_fields_left_out() -> None:
+    body = {"connectorTemplateRef": "t:1", "name": "n", "arguments": None}
+    command = parse({"commandId": "c", "action": "create", "connector": body})
+    assert command.connector == body
+    assert "invitationToken" not in command.connector
+
+
+def test_the_connector_fields_are_birds_create_connector_req() -> None:
+    # bird-api.md 2.1; the simulator keeps its own list (birdsim/validation.py).
+    assert set(CONNECTOR_FIELDS) == {
+        "connectorTemplateRef",
+        "name",
+        "arguments",
+        "securityArguments",
+        "channelConversationalStatusEnabled",
+        "invitationToken",
+    }
