@@ -61,9 +61,9 @@ def handled(log: Path) -> int:
 
 
 async def test_workers_joining_leaving_and_dying_mid_stream(broker: Broker, tmp_path: Path) -> None:
-    """W1 works a stream of creates (each in flight ~2 s). W2 joins, later leaves with
-    SIGTERM; W3 joins and is SIGKILLed. Every create completes with exactly one distinct
-    final result and exactly one connector."""
+    """W1 works a stream of creates (each in flight ~2 s). W2 joins; W3 joins too (three
+    workers in the group) and is SIGKILLed mid-stream; then W2 leaves with SIGTERM. Every
+    create completes with exactly one distinct final result and exactly one connector."""
     simulator = fast_simulator(install_delay_s=0.2, activate_delay_s=1.5)
     await simulator.start()
     try:
@@ -95,14 +95,15 @@ async def test_workers_joining_leaving_and_dying_mid_stream(broker: Broker, tmp_
                     in_flight["w2 joins"] = unfinished()
                     await w2.wait_ready()
                     await asyncio.sleep(2.0)
+                    with BridgeProcess(env, logs["w3"]) as w3:
+                        in_flight["w3 joins (three workers)"] = unfinished()
+                        await w3.wait_ready()
+                        await asyncio.sleep(1.0)
+                        in_flight["w3 dies (SIGKILL)"] = unfinished()
+                        w3.kill()
+                    await asyncio.sleep(1.0)
                     in_flight["w2 leaves (SIGTERM)"] = unfinished()
                     assert await w2.terminate() == 0
-                with BridgeProcess(env, logs["w3"]) as w3:
-                    in_flight["w3 joins"] = unfinished()
-                    await w3.wait_ready()
-                    await asyncio.sleep(1.0)
-                    in_flight["w3 dies (SIGKILL)"] = unfinished()
-                    w3.kill()
                 stop.set()
                 await producing
                 ids = [c["commandId"] for c in creates]
