@@ -22,7 +22,7 @@ from bridge.config import Config, Role
 from bridge.errors import BridgeError, PublishUnavailable, StartupError
 from bridge.http_server import HttpRunner
 from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
-from bridge.kafka.clients import all_topics, ensure_topics
+from bridge.kafka.clients import CHANNEL_STATE_TOPIC_CONFIG, all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import CONTENT_TYPE_LATEST, Metrics
 from bridge.ports import port_problem
@@ -54,6 +54,7 @@ class Bridge:
                 self.config.kafka,
                 all_topics(self.config.topics),
                 compacted=[self.config.topics.ledger],
+                configs={self.config.topics.channel_state: CHANNEL_STATE_TOPIC_CONFIG},
             )
 
     def count_webhook(self, outcome: str) -> None:

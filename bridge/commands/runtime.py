@@ -11,6 +11,7 @@ from bridge.bird.client import BirdClient
 from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
 from bridge.commands.worker import CommandWorker
+from bridge.recovery_runtime import Recovery
 
 WORKER = web.AppKey("command_worker", CommandWorker)
 
@@ -26,7 +27,10 @@ async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WORKER] = worker
     bridge.readiness_checks.append(worker.connected)
     await worker.start()
+    recovery = Recovery(config, bird, bridge.publisher, bridge.metrics)
+    await recovery.start()
     yield
     bridge.draining = True
+    await recovery.stop()
     await worker.stop(drain_s=config.shutdown_timeout_s * 0.4)
     await bird.close()

@@ -14,6 +14,7 @@ from bridge.simulator.catalog import SERVICES, available_webhooks
 from bridge.simulator.control import add_control_routes
 from bridge.simulator.edge import SIMULATOR, edge_middleware, json_response, read_json
 from bridge.simulator.faults import check_faults
+from bridge.simulator.loss_routes import add_loss_routes
 from bridge.simulator.model import EXECUTION_STATUSES, Channel, Connector, Delivery, Subscription
 from bridge.simulator.paging import paginate, parse_page_request
 from bridge.simulator.problems import Problems, invalid_parameters
@@ -198,6 +199,7 @@ def create_app(settings: SimulatorSettings | None = None) -> web.Application:
     app[SIMULATOR] = Simulator(settings)
     add_bird_routes(app)
     add_control_routes(app)
+    add_loss_routes(app)
     app.on_shutdown.append(_release_hanging_requests)
     app.cleanup_ctx.append(_simulator_lifecycle)
     return app
