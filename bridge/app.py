@@ -43,6 +43,7 @@ class Bridge:
     publisher: Publisher = field(init=False)
     readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
     _outcomes: dict[str, Any] = field(default_factory=dict)
+    recovery: Any = None  # the commands role's state fold and reconciliation, once started
 
     def __post_init__(self) -> None:
         self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)

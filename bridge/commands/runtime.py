@@ -27,7 +27,7 @@ async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WORKER] = worker
     bridge.readiness_checks.append(worker.connected)
     await worker.start()
-    recovery = Recovery(config, bird, bridge.publisher, bridge.metrics)
+    recovery = bridge.recovery = Recovery(config, bird, bridge.publisher, bridge.metrics)
     await recovery.start()
     yield
     bridge.draining = True

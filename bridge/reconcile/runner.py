@@ -75,13 +75,14 @@ class Reconciler:
         self.bird = bird
         self.publisher = publisher
         self.metrics = metrics
+        self.page_limit = PAGE_LIMIT
 
     async def list_channels(self, workspace: str) -> list[dict[str, Any]]:
         """Every channel of ``workspace`` at Bird, following ``nextPageToken``."""
         channels: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            params = {"limit": str(PAGE_LIMIT)}
+            params = {"limit": str(self.page_limit)}
             if token:
                 params["pageToken"] = token
             _, page = await self.bird.request(
