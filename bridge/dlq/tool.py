@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from tqdm import tqdm
 
@@ -115,7 +116,10 @@ async def redrive_command(
     summary = RedriveSummary()
     producer: AIOKafkaProducer | None = None
     if not dry_run:
-        producer = AIOKafkaProducer(**producer_settings(config.kafka))
+        # Kafka's default partitioner without the bridge's key cache: dead letters' keys
+        # rarely repeat, and a cache of them would grow with the run.
+        settings = {**producer_settings(config.kafka), "partitioner": DefaultPartitioner()}
+        producer = AIOKafkaProducer(**settings)
         await producer.start()
     bucket = TokenBucket(rate=rate, burst=max(1.0, min(rate, 100.0))) if rate else None
     pending: list[asyncio.Future[RecordMetadata]] = []
