@@ -170,6 +170,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     from bridge.bird.client import BirdClient
     from bridge.kafka.publisher import Publisher
+    from bridge.kafka.scan import probe
     from bridge.metrics import Metrics
     from bridge.reconcile.runner import Reconciler
 
@@ -191,6 +192,10 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     _warn_unknown_settings()
 
     async def run() -> int:
+        try:
+            await probe(config.kafka)
+        except KafkaError as exc:
+            raise _kafka_unreachable(config, exc) from exc
         metrics = Metrics()
         publisher = Publisher(config.kafka, metrics)
         await publisher.start()
@@ -217,6 +222,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
     from bridge.dlq.select import Filters
     from bridge.dlq.tool import list_command, redrive_command
+    from bridge.kafka.scan import probe
 
     try:
         config = load_config()
@@ -228,6 +234,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
+            await probe(config.kafka)
             if args.subcommand == "list":
                 await list_command(config, filters, args.limit, as_json=args.json, out=sys.stdout)
                 return 0

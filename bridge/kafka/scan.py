@@ -9,7 +9,9 @@ one batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -63,13 +65,35 @@ async def scan_partitions(
             yield out
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def probe(kafka: KafkaConfig) -> None:
+    """Raise ``KafkaError`` unless Kafka answers; for one-shot tools, which say so in one
+    line (aiokafka's own log line per failed attempt is silenced meanwhile)."""
+    consumer = AIOKafkaConsumer(**consumer_settings(kafka, group=None))
+    try:
+        with _quiet("aiokafka"):
+            await consumer.start()
+    finally:
+        await consumer.stop()
+
+
 async def scan_topic(
     kafka: KafkaConfig, topic: str, *, batch: int = 500
 ) -> AsyncIterator[list[Message]]:
     """Every record of ``topic`` up to its end, in batches of at most ``batch``."""
     consumer = AIOKafkaConsumer(**consumer_settings(kafka, group=None))
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = await topic_partitions(consumer, topic)
         async for records in scan_partitions(consumer, partitions, batch=batch):
             yield records
