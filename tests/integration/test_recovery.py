@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bridge import cli
 from bridge.bird.client import BirdClient
@@ -37,6 +41,7 @@ from tests.command_helpers import (
     simulator_json,
     sms_connector,
 )
+from tests.integration.test_commands_process import worker
 from tests.kafka_helpers import bridge_config, broker_env, read_topic
 
 pytestmark = pytest.mark.integration
@@ -102,6 +107,18 @@ def state_history(records: list[Any]) -> dict[str, list[str]]:
     return history
 
 
+async def topic_configs(config: Config, topic: str) -> dict[str, str]:
+    """The configs the broker reports for ``topic`` (those set at creation, at least)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    entries = responses[0].resources[0][4]
+    return {str(entry[0]): str(entry[1]) for entry in entries}
+
+
 def t(second: int) -> str:
     return f"2026-12-01T10:00:{second:02d}.000Z"
 
@@ -129,6 +146,9 @@ async def test_an_old_update_after_a_new_one_is_not_folded(broker: EmbeddedBroke
             assert {r.partition for r in records} == {0}
             known = await read_known(config)
             assert known["c1"] == Known(t(2), "active")
+        configs = await topic_configs(config, config.topics.channel_state)
+        assert configs["cleanup.policy"] == "compact"
+        assert configs["retention.ms"] == "-1"  # no time retention
     finally:
         await simulator.stop()
 
@@ -470,3 +490,48 @@ async def test_a_redriven_record_cannot_loop(broker: EmbeddedBroker) -> None:
             assert lines[-1] == "redriven=1 skipped=1"
     finally:
         await simulator.stop()
+
+
+@pytest.mark.slow
+async def test_the_fold_survives_a_killed_commands_process(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Two `bridge run --role commands` processes share the fold; one is SIGKILLed (no
+    revocation): the other takes its partitions over and no state goes backwards."""
+    simulator = fast_simulator()
+    await simulator.start()
+    env = broker_env(broker.bootstrap, **command_env(simulator.url))
+    config = bridge_config(broker.bootstrap, **env)
+    channels = [f"proc-{i}" for i in range(12)]
+    stale = [channel_event(c, "inactive", t(2)) for c in channels]
+    try:
+        await create_topics(config)
+        with worker(env, tmp_path / "a.log") as first:
+            await produce(
+                config, config.topics.events, [channel_event(c, "pending", t(1)) for c in channels]
+            )
+            await wait_known(config, dict.fromkeys(channels, t(1)))
+            with worker(env, tmp_path / "b.log"):
+                async with asyncio.timeout(30):
+                    while "channel-state partitions assigned" not in _text(tmp_path / "b.log"):
+                        await asyncio.sleep(0.2)
+                updates = [channel_event(c, "active", t(3)) for c in channels]
+                await produce(config, config.topics.events, updates + stale)
+                await wait_known(config, dict.fromkeys(channels, t(3)))
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                newest = [channel_event(c, "inactive", t(5)) for c in channels]
+                await produce(config, config.topics.events, newest + stale)
+                known = await wait_known(config, dict.fromkeys(channels, t(5)), timeout=60)
+        assert {known[c].status for c in channels} == {"inactive"}
+        records = await read_topic(broker.bootstrap, config.topics.channel_state, expect=36)
+        for channel_id, history in state_history(records).items():
+            assert history == sorted(history), (channel_id, history)  # never backwards
+            assert t(2) not in history
+            assert history[-1] == t(5)
+    finally:
+        await simulator.stop()
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
