@@ -187,6 +187,15 @@ class Config:
                 )
         if "commands" in roles and self.bird.access_key is None:
             problems.append("BRIDGE_BIRD_ACCESS_KEY: required for the commands role")
+        if (
+            "commands" in roles
+            and self.commands.reconcile_interval_s > 0
+            and not self.bird.workspace_id
+        ):
+            problems.append(
+                "BRIDGE_BIRD_WORKSPACE_ID: required when BRIDGE_RECONCILE_INTERVAL_S > 0 "
+                "(the workspace to reconcile)"
+            )
         if self.webhook.ensure_subscriptions:
             for name, value in (
                 ("BRIDGE_BIRD_ACCESS_KEY", self.bird.access_key),

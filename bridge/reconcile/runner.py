@@ -162,6 +162,7 @@ class ReconcileLoop:
         self.interval_s = interval_s
         self.workspaces = list(workspaces)
         self._task: asyncio.Task[None] | None = None
+        self._next = 0.0  # monotonic time of the next run: a rebalance does not hurry it
 
     async def leadership(self, leader: bool) -> None:
         if leader and self._task is None:
@@ -179,6 +180,10 @@ class ReconcileLoop:
 
     async def _loop(self) -> None:
         while True:
+            wait = self._next - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next = time.monotonic() + self.interval_s
             try:
                 summary = await self.reconciler.run(self.workspaces)
                 log.info(summary.line())
@@ -186,4 +191,3 @@ class ReconcileLoop:
                 raise
             except Exception:  # a Kafka hiccup reading the state: try again next time
                 log.exception("reconciliation run failed")
-            await asyncio.sleep(self.interval_s)

@@ -108,10 +108,14 @@ class StateFolder:
             self.consumer = consumer
             log.info("channel-state fold started", group=self.group)
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                if batches:
-                    async with self._lock:
-                        await self._fold(consumer, batches)
+                try:
+                    batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                    if batches:
+                        async with self._lock:
+                            await self._fold(consumer, batches)
+                except (KafkaError, OSError) as exc:  # not committed: folded again
+                    log.warning("channel-state fold failed, retrying", error=repr(exc))
+                    await asyncio.sleep(1.0)
 
     async def _fold(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Message]]
