@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import ConsumerRecord
 
 from bridge.config import KafkaConfig
-from bridge.kafka.clients import consumer_settings
+from bridge.kafka.clients import common_settings, consumer_settings
 
 Message: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -79,12 +80,14 @@ def _quiet(name: str) -> Iterator[None]:
 async def probe(kafka: KafkaConfig) -> None:
     """Raise ``KafkaError`` unless Kafka answers; for one-shot tools, which say so in one
     line (aiokafka's own log line per failed attempt is silenced meanwhile)."""
-    consumer = AIOKafkaConsumer(**consumer_settings(kafka, group=None))
+    # A bare client: a consumer stopped right after it started can raise CancelledError
+    # from its stop() (aiokafka 0.14 awaits a task it cancelled before it ever ran).
+    client = AIOKafkaClient(**common_settings(kafka))
     try:
         with _quiet("aiokafka"):
-            await consumer.start()
+            await client.bootstrap()
     finally:
-        await consumer.stop()
+        await client.close()
 
 
 async def scan_topic(
