@@ -272,3 +272,25 @@ def test_describe_has_the_contract_fields() -> None:
     assert (info["sourcePartition"], info["sourceOffset"], info["redriveCount"]) == (2, 17, 1)
     assert info["timestamp"] == 1_764_590_400_000
     assert info["reason"].startswith("invalid_command")
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only() -> None:
+    import io
+    import os
+
+    from bridge.dlq.tool import progress_bar
+
+    quiet = io.StringIO()
+    bar = progress_bar(quiet, dry_run=False)
+    assert bar.disable
+    bar.update(5)
+    bar.close()
+    assert quiet.getvalue() == ""
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        bar = progress_bar(terminal, dry_run=True)
+        assert not bar.disable
+        bar.update(3)
+        bar.close()
+    assert b"checking" in os.read(leader, 4096)
+    os.close(leader)
