@@ -65,6 +65,7 @@ def bridge_env(
             "BRIDGE_TOPIC_RESULTS": f"results-{suffix}",
             "BRIDGE_TOPIC_DEAD_LETTER": f"dlq-{suffix}",
             "BRIDGE_TOPIC_LEDGER": f"ledger-{suffix}",
+            "BRIDGE_TOPIC_CHANNEL_STATE": f"state-{suffix}",
             "BRIDGE_WEBHOOK_SIGNING_KEY": SIGNING_KEY,
             "BRIDGE_WEBHOOK_PUBLIC_URL": PUBLIC_URL,
             "BRIDGE_HTTP_HOST": HOST,

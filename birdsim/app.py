@@ -13,6 +13,7 @@ from birdsim.catalog import SERVICES, available_webhooks
 from birdsim.control import add_control_routes
 from birdsim.edge import SIMULATOR, edge_middleware, json_response, read_json
 from birdsim.faults import check_faults
+from birdsim.loss_routes import add_loss_routes
 from birdsim.model import EXECUTION_STATUSES, Channel, Connector, Delivery, Subscription
 from birdsim.paging import paginate, parse_page_request
 from birdsim.problems import Problems, invalid_parameters
@@ -197,6 +198,7 @@ def create_app(settings: SimulatorSettings | None = None) -> web.Application:
     app[SIMULATOR] = Simulator(settings)
     add_bird_routes(app)
     add_control_routes(app)
+    add_loss_routes(app)
     app.on_shutdown.append(_release_hanging_requests)
     app.cleanup_ctx.append(_simulator_lifecycle)
     return app

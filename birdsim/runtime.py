@@ -15,6 +15,7 @@ import structlog
 from birdsim.delivery import Deliverer
 from birdsim.faults import FaultPlan
 from birdsim.journal import RequestJournal
+from birdsim.loss import WebhookLoss
 from birdsim.model import ChannelEvent, Connector
 from birdsim.settings import SimulatorSettings
 from birdsim.state import SimulatorState, install_outcome
@@ -33,6 +34,7 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._installs: dict[str, asyncio.Task[None]] = {}
         self.deliverer = Deliverer(lambda: self.state, settings, self.spawn)
+        self.loss = WebhookLoss()
 
     def _new_state(self) -> SimulatorState:
         s = self.settings
@@ -59,6 +61,7 @@ class Simulator:
         self.state = self._new_state()
         self.faults = FaultPlan(self.settings.faults)
         self.journal.clear()
+        self.loss = WebhookLoss()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -124,6 +127,9 @@ class Simulator:
 
     def emit(self, event: ChannelEvent | None) -> None:
         if event is None:
+            return
+        if self.loss.take():
+            log.info("channel event lost (control API)", channel_id=event.payload["id"])
             return
         deliveries = self.deliverer.dispatch(event)
         log.info(

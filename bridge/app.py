@@ -23,10 +23,11 @@ from bridge.config import Config, Role
 from bridge.errors import BridgeError, PublishUnavailable, StartupError
 from bridge.http_server import HttpRunner
 from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
-from bridge.kafka.clients import all_topics, ensure_topics
+from bridge.kafka.clients import CHANNEL_STATE_TOPIC_CONFIG, all_topics, ensure_topics
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import CONTENT_TYPE_LATEST, Counter, Metrics
 from bridge.ports import port_problem
+from bridge.recovery_runtime import Recovery
 from bridge.retry import SUBSCRIPTIONS_BACKOFF, Retry
 
 log = structlog.get_logger("bridge")
@@ -45,6 +46,7 @@ class Bridge:
     publisher: Publisher = field(init=False)
     readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
     _outcomes: dict[str, Counter] = field(default_factory=dict)
+    recovery: Recovery | None = None  # the commands role's state fold and reconciliation
 
     def __post_init__(self) -> None:
         self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)
@@ -56,6 +58,7 @@ class Bridge:
                 self.config.kafka,
                 all_topics(self.config.topics),
                 compacted=[self.config.topics.ledger],
+                configs={self.config.topics.channel_state: CHANNEL_STATE_TOPIC_CONFIG},
             )
 
     def count_webhook(self, outcome: str) -> None:

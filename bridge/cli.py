@@ -1,4 +1,5 @@
-"""The ``bridge`` command: run | dev | simulator | subscriptions ensure | command.
+"""The ``bridge`` command: run | dev | simulator | subscriptions ensure | command |
+reconcile | dlq list | dlq redrive.
 
 Start-up failures (``ConfigError``, ``StartupError``) become one line on stderr each and a
 non-zero exit here, at the edge; never a traceback.
@@ -180,6 +181,130 @@ def cmd_command(args: argparse.Namespace) -> int:
     return asyncio.run(send_and_follow(config, command, timeout=args.timeout))
 
 
+def _kafka_unreachable(config: Config, exc: Exception) -> StartupError:
+    return StartupError(
+        f"cannot reach Kafka at {config.kafka.bootstrap_servers} "
+        f"(BRIDGE_KAFKA_BOOTSTRAP_SERVERS): {exc}"
+    )
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from bridge.bird.client import BirdClient
+    from bridge.kafka.publisher import Publisher
+    from bridge.kafka.scan import probe
+    from bridge.metrics import Metrics
+    from bridge.reconcile.runner import Reconciler
+
+    try:
+        config = load_config()
+        workspaces = list(args.workspace or [])
+        if not workspaces and config.bird.workspace_id:
+            workspaces = [config.bird.workspace_id]
+        problems = []
+        if config.bird.access_key is None:
+            problems.append("BRIDGE_BIRD_ACCESS_KEY: required")
+        if not workspaces:
+            problems.append("BRIDGE_BIRD_WORKSPACE_ID: required (or --workspace)")
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    _warn_unknown_settings()
+
+    async def run() -> int:
+        try:
+            await probe(config.kafka)
+        except KafkaError as exc:
+            raise _kafka_unreachable(config, exc) from exc
+        metrics = Metrics()
+        publisher = Publisher(config.kafka, metrics)
+        await publisher.start()
+        try:
+            try:
+                async with asyncio.timeout(config.kafka.request_timeout_ms / 1000):
+                    await publisher.ready.wait()
+            except TimeoutError:
+                raise _kafka_unreachable(config, TimeoutError("no connection")) from None
+            async with BirdClient(config.bird, metrics) as bird:
+                summary = await Reconciler(config, bird, publisher, metrics).run(workspaces)
+        except KafkaError as exc:
+            raise _kafka_unreachable(config, exc) from exc
+        finally:
+            await publisher.stop(timeout=5.0)
+        print(summary.line())
+        return 1 if summary.failed else 0
+
+    return asyncio.run(run())
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from bridge.dlq.select import Filters
+    from bridge.dlq.tool import list_command, redrive_command
+    from bridge.kafka.scan import probe
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        return _fail_config(exc)
+    logs.configure(fmt="console", level="warning", secrets=config.secrets())
+    _warn_unknown_settings()
+    filters = Filters(reason=args.reason, source_topic=args.source_topic)
+
+    async def run() -> int:
+        try:
+            await probe(config.kafka)
+            if args.subcommand == "list":
+                await list_command(config, filters, args.limit, as_json=args.json, out=sys.stdout)
+                return 0
+            await redrive_command(
+                config,
+                filters,
+                args.limit,
+                dry_run=args.dry_run,
+                rate=args.rate,
+                max_redrives=args.max_redrives,
+                as_json=args.json,
+                out=sys.stdout,
+            )
+            return 0
+        except (KafkaError, OSError) as exc:
+            raise _kafka_unreachable(config, exc) from exc
+
+    return asyncio.run(run())
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {raw}")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {raw}")
+    return value
+
+
+def _add_dlq_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reason", metavar="TEXT", help="only dead letters whose dlq-reason contains TEXT"
+    )
+    parser.add_argument(
+        "--source-topic", metavar="T", help="only dead letters whose dlq-source-topic is T"
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="at most N dead letters (default: all)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line, for scripts")
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("channel-bridge")
@@ -270,6 +395,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up when no final result came within this (default %(default)s)",
     )
     command.set_defaults(func=cmd_command)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="list every channel at Bird once and publish what the channel state misses",
+        description="Reconcile once: list every channel of each workspace at Bird and publish "
+        "a channel.created / channel.updated event (birdorigin=reconcile) for each one the "
+        "channel state does not know, or knows older. Prints one summary line.",
+    )
+    reconcile.add_argument(
+        "--workspace",
+        action="append",
+        metavar="ID",
+        help="a Bird workspace to reconcile; repeat for several (default: "
+        "BRIDGE_BIRD_WORKSPACE_ID)",
+    )
+    reconcile.set_defaults(func=cmd_reconcile)
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="inspect and redrive dead letters",
+        description="Inspect the dead-letter topic and send dead letters back to their "
+        "source topic.",
+    )
+    dlq_sub = dlq.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+    dlq_list = dlq_sub.add_parser(
+        "list",
+        help="one line per dead letter",
+        description="Print one line per dead letter (oldest first per partition).",
+    )
+    _add_dlq_filters(dlq_list)
+    dlq_list.set_defaults(func=cmd_dlq)
+    redrive = dlq_sub.add_parser(
+        "redrive",
+        help="send dead letters back to their source topic",
+        description="Copy each selected dead letter's key, value and headers back to its "
+        "dlq-source-topic, with dlq-redrive-count and dlq-redriven-from. The last line on "
+        "stdout is redriven=N skipped=M.",
+    )
+    _add_dlq_filters(redrive)
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="write nothing; say what would be redriven"
+    )
+    redrive.add_argument(
+        "--rate",
+        type=_positive_float,
+        metavar="PER_S",
+        help="at most this many records per second (default: as fast as Kafka takes them)",
+    )
+    redrive.add_argument(
+        "--max-redrives",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="skip a dead letter already redriven N times (default %(default)s)",
+    )
+    redrive.set_defaults(func=cmd_dlq)
 
     if _installed("birdsim"):
         from birdsim import cli as simulator_cli

@@ -103,6 +103,7 @@ class TopicsConfig:
     results: str = env("TOPIC_RESULTS")
     dead_letter: str = env("TOPIC_DEAD_LETTER")
     ledger: str = env("TOPIC_LEDGER")
+    channel_state: str = env("TOPIC_CHANNEL_STATE")
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ class CommandsConfig:
     follow_interval_s: float = env("COMMANDS_FOLLOW_INTERVAL_S", minimum=0.01)
     commit_interval_s: float = env("COMMANDS_COMMIT_INTERVAL_S", minimum=0.01)
     idempotency_window_s: float = env("COMMANDS_IDEMPOTENCY_WINDOW_S", minimum=60)
+    # 0 = off; otherwise one commands replica reconciles with Bird this often.
+    reconcile_interval_s: float = env("RECONCILE_INTERVAL_S", minimum=0.0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,15 @@ class Config:
                 )
         if "commands" in roles and self.bird.access_key is None:
             problems.append("BRIDGE_BIRD_ACCESS_KEY: required for the commands role")
+        if (
+            "commands" in roles
+            and self.commands.reconcile_interval_s > 0
+            and not self.bird.workspace_id
+        ):
+            problems.append(
+                "BRIDGE_BIRD_WORKSPACE_ID: required when BRIDGE_RECONCILE_INTERVAL_S > 0 "
+                "(the workspace to reconcile)"
+            )
         if self.webhook.ensure_subscriptions:
             for name, value in (
                 ("BRIDGE_BIRD_ACCESS_KEY", self.bird.access_key),
@@ -225,6 +237,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_TOPIC_RESULTS": "bird.connector-results",
     "BRIDGE_TOPIC_DEAD_LETTER": "bird.dead-letter",
     "BRIDGE_TOPIC_LEDGER": "bird.connector-ledger",
+    "BRIDGE_TOPIC_CHANNEL_STATE": "bird.channel-state",
     "BRIDGE_BIRD_API_URL": "https://api.bird.com",
     "BRIDGE_BIRD_REQUEST_TIMEOUT_S": "10",
     "BRIDGE_BIRD_RATE_GET_PER_S": "50",
@@ -247,6 +260,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_COMMANDS_FOLLOW_INTERVAL_S": "1",
     "BRIDGE_COMMANDS_COMMIT_INTERVAL_S": "0.5",
     "BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S": str(7 * 24 * 3600),
+    "BRIDGE_RECONCILE_INTERVAL_S": "0",
     "BRIDGE_HTTP_HOST": "0.0.0.0",
     "BRIDGE_HTTP_PORT": "8080",
     "BRIDGE_HTTP_HEADER_TIMEOUT_S": "10",

@@ -93,6 +93,39 @@ class Metrics:
             buckets=_FOLLOW_BUCKETS,
             registry=r,
         )
+        # Channel state and reconciliation (contract section 10).
+        self.channel_state_events = Counter(
+            "bridge_channel_state_events",
+            "Channel events folded into the channel state, by decision "
+            "(write, older, same, unordered, not_a_channel)",
+            ["decision"],
+            registry=r,
+        )
+        self.reconcile_channels_seen = Counter(
+            "bridge_reconcile_channels_seen",
+            "Channels listed at Bird by reconciliation",
+            ["workspace"],
+            registry=r,
+        )
+        self.reconcile_drift = Counter(
+            "bridge_reconcile_drift",
+            "Channels reconciliation found the state did not know (created) or knew older "
+            "(updated); one event published for each",
+            ["workspace", "kind"],
+            registry=r,
+        )
+        self.reconcile_last_success = Gauge(
+            "bridge_reconcile_last_success_timestamp_seconds",
+            "Unix time of the last successful reconciliation of a workspace",
+            ["workspace"],
+            registry=r,
+        )
+        self.reconcile_failures = Counter(
+            "bridge_reconcile_failures",
+            "Reconciliations of a workspace that failed (nothing published for it)",
+            ["workspace"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
+from bridge.dlq.select import KEPT_ON_DEAD_LETTER
 from bridge.events import Record, cloud_event, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 
@@ -112,7 +113,10 @@ def dead_letter_record(
     ``refused_size``: Kafka refused a copy of that size (a broker limit below ours): leave
     out all three."""
     value = value or b""
-    original = tuple((k, v) for k, v in headers if not k.startswith("dlq-"))
+    # A redriven record's count survives its next dead letter: it cannot loop forever.
+    original = tuple(
+        (k, v) for k, v in headers if not k.startswith("dlq-") or k in KEPT_ON_DEAD_LETTER
+    )
     base: list[tuple[str, bytes]] = [
         ("dlq-reason", shorten(reason, MAX_REASON).encode()),
         ("dlq-source-topic", topic.encode()),

@@ -22,6 +22,7 @@ from bridge.commands.worker import CommandWorker
 from bridge.config import Config
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+from bridge.recovery_runtime import Recovery
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class CommandHost(Protocol):
     publisher: Publisher
     readiness_checks: list[Callable[[], bool]]
     draining: bool
+    recovery: Recovery | None
 
 
 def commands_context(
@@ -64,8 +66,12 @@ def commands_context(
         worker = CommandWorker(config, host.publisher, ledger, executor, host.metrics)
         host.readiness_checks.append(worker.connected)
         await worker.start()
+        # The channel-state fold and periodic reconciliation (contract section 10).
+        recovery = host.recovery = Recovery(config, bird, host.publisher, host.metrics)
+        await recovery.start()
         yield
         host.draining = True
+        await recovery.stop()
         await worker.stop(drain_s=config.shutdown_timeout_s * 0.4)
         await bird.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -25,6 +25,10 @@ LEDGER_TOPIC_CONFIG = {
     "cleanup.policy": "compact,delete",
     "retention.ms": str(30 * 24 * 3600 * 1000),
 }
+
+# The channel state keeps the latest state per channel id forever: compaction, no time
+# retention (contract section 10).
+CHANNEL_STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 
 def common_settings(kafka: KafkaConfig) -> dict[str, Any]:
@@ -96,10 +100,16 @@ def consumer_settings(kafka: KafkaConfig, *, group: str | None) -> dict[str, Any
 
 
 async def ensure_topics(
-    kafka: KafkaConfig, names: Iterable[str], *, compacted: Iterable[str] = ()
+    kafka: KafkaConfig,
+    names: Iterable[str],
+    *,
+    compacted: Iterable[str] = (),
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create the topics if missing (never rely on auto-creation); existing ones are kept."""
+    """Create the topics if missing (never rely on auto-creation); existing ones are kept.
+    ``compacted`` topics get the ledger's config, ``configs`` names others by topic."""
     compacted = set(compacted)
+    configs = configs or {}
     admin = AIOKafkaAdminClient(**common_settings(kafka))
     await admin.start()
     try:
@@ -108,7 +118,9 @@ async def ensure_topics(
                 name=name,
                 num_partitions=kafka.topic_partitions,
                 replication_factor=kafka.replication_factor,
-                topic_configs=LEDGER_TOPIC_CONFIG if name in compacted else {},
+                topic_configs=dict(
+                    configs.get(name, LEDGER_TOPIC_CONFIG if name in compacted else {})
+                ),
             )
             for name in dict.fromkeys(names)
         ]
@@ -134,4 +146,11 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 
 
 def all_topics(topics: TopicsConfig) -> list[str]:
-    return [topics.events, topics.commands, topics.results, topics.dead_letter, topics.ledger]
+    return [
+        topics.events,
+        topics.commands,
+        topics.results,
+        topics.dead_letter,
+        topics.ledger,
+        topics.channel_state,
+    ]

@@ -122,3 +122,23 @@ def test_unknown_variable_is_warned_about_by_name() -> None:
         "did you mean BRIDGE_KAFKA_BOOTSTRAP_SERVERS?"
     )
     assert "cannot reach Kafka" in error
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("reconcile",), ("dlq", "list"), ("dlq", "redrive"), ("dlq", "redrive", "--dry-run")],
+)
+def test_recovery_tools_without_a_broker(argv: tuple[str, ...]) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "BRIDGE_BIRD_ACCESS_KEY": "access-key-for-a-test",
+        "BRIDGE_BIRD_WORKSPACE_ID": "ws-1",
+    }
+    result = run_bridge(*argv, env=env)
+    assert_one_line(result, f"cannot reach Kafka at {bootstrap}", "BRIDGE_KAFKA_BOOTSTRAP_SERVERS")
+
+
+def test_reconcile_without_a_workspace_names_the_variable() -> None:
+    result = run_bridge("reconcile", env={"BRIDGE_BIRD_ACCESS_KEY": "access-key-for-a-test"})
+    assert_one_line(result, "BRIDGE_BIRD_WORKSPACE_ID", "--workspace")

@@ -215,3 +215,17 @@ def test_every_documented_variable_is_known() -> None:
     names = set(re.findall(r"`(BRIDGE_[A-Z_]+)`", documented))
     assert len(names) > 40
     assert unknown_settings(dict.fromkeys(names, "1")) == []
+
+
+def test_periodic_reconciliation_needs_a_workspace() -> None:
+    env = {"BRIDGE_BIRD_ACCESS_KEY": "access-key-1", "BRIDGE_RECONCILE_INTERVAL_S": "60"}
+    with pytest.raises(ConfigError) as caught:
+        load(env).require(["commands"])
+    assert caught.value.problems == [
+        "BRIDGE_BIRD_WORKSPACE_ID: required when BRIDGE_RECONCILE_INTERVAL_S > 0 "
+        "(the workspace to reconcile)"
+    ]
+    load({**env, "BRIDGE_BIRD_WORKSPACE_ID": "ws-1"}).require(["commands"])
+    load({**env, "BRIDGE_RECONCILE_INTERVAL_S": "0"}).require(["commands"])
+    insecure = {**env, "BRIDGE_WEBHOOK_INSECURE": "true"}
+    load(insecure).require(["ingest"])  # ingest does not reconcile

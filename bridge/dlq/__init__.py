@@ -1,0 +1,1 @@
+"""Dead letters: inspect and redrive (contract section 11)."""

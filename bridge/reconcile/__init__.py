@@ -1,0 +1,1 @@
+"""Reconciliation with Bird: heal what webhooks missed (contract section 10)."""
