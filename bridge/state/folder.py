@@ -27,6 +27,7 @@ from bridge.kafka.clients import consumer_settings
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.scan import Message, scan_partitions, topic_partitions
 from bridge.metrics import Metrics
+from bridge.retry import KAFKA_BACKOFF, Retry
 from bridge.state.fold import Known, channel_event, decide, known_of, read_state, state_record
 
 log = structlog.get_logger("bridge.state")
@@ -92,7 +93,7 @@ class StateFolder:
 
     async def _main(self) -> None:
         await self.publisher.ready.wait()
-        delay = 0.5
+        retry = Retry(KAFKA_BACKOFF)
         while True:
             consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=self.group))
             consumer.subscribe([self.config.topics.events], listener=_Rebalance(self))
@@ -102,9 +103,9 @@ class StateFolder:
                 log.warning("channel-state consumer cannot start, retrying", error=repr(exc))
                 with contextlib.suppress(Exception):
                     await consumer.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await retry.wait()
                 continue
+            retry.reset()
             self.consumer = consumer
             log.info("channel-state fold started", group=self.group)
             while True:
@@ -115,7 +116,9 @@ class StateFolder:
                             await self._fold(consumer, batches)
                 except (KafkaError, OSError) as exc:  # not committed: folded again
                     log.warning("channel-state fold failed, retrying", error=repr(exc))
-                    await asyncio.sleep(1.0)
+                    await retry.wait()
+                else:
+                    retry.reset()
 
     async def _fold(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Message]]
@@ -163,15 +166,14 @@ class StateFolder:
 
     async def assign(self, partitions: set[int]) -> None:
         async with self._lock:
-            delay = 0.5
+            retry = Retry(KAFKA_BACKOFF)
             while True:
                 try:
                     await self._load(partitions)
                     break
                 except (KafkaError, OSError) as exc:
                     log.warning("cannot read the channel state, retrying", error=repr(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    await retry.wait()
             log.info("channel-state partitions assigned", partitions=sorted(partitions))
         if LEADER_PARTITION in partitions and not self.leader:
             self.leader = True
