@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bridge.config import KafkaConfig
 from bridge.kafka.clients import common_settings, consumer_settings
+from bridge.kafka.clients import topic_partitions as fresh_topic_partitions
 
 Message: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -27,12 +28,11 @@ Message: TypeAlias = ConsumerRecord[bytes, bytes]
 async def topic_partitions(
     consumer: AIOKafkaConsumer, topic: str, *, attempts: int = 20
 ) -> list[TopicPartition]:
-    """The partitions of ``topic``; empty when it does not exist."""
+    """The partitions of ``topic`` (from fresh metadata); empty when it does not exist."""
     for _ in range(attempts):
-        if topic in await consumer.topics():
-            found = consumer.partitions_for_topic(topic) or set()
-            if found:
-                return [TopicPartition(topic, p) for p in sorted(found)]
+        found = await fresh_topic_partitions(consumer, topic)
+        if found:
+            return found
         await asyncio.sleep(0.1)
     return []
 

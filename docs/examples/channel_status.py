@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 STATE_TOPIC = "bird.channel-state"
 EVENTS_TOPIC = "bird.channel-events"
@@ -42,15 +42,15 @@ def newer(known: dict[str, Any] | None, data: dict[str, Any]) -> bool:
 
 async def read_state(bootstrap: str, topic: str = STATE_TOPIC) -> dict[str, dict[str, Any]]:
     """Every channel's latest state: the state topic read to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # No group: the consumer is given every partition of the topic, and commits nothing.
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.topics()  # metadata may not be loaded yet
-            found = consumer.partitions_for_topic(topic) or ()
-            partitions = [TopicPartition(topic, p) for p in found]
-        consumer.assign(partitions)
+        while not consumer.assignment():  # noqa: ASYNC110 (aiokafka has no event for it)
+            await asyncio.sleep(0.05)
+        partitions = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*partitions)
         state: dict[str, dict[str, Any]] = {}
         pending = set(partitions)
