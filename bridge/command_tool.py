@@ -9,10 +9,8 @@ from its ledger) is printed once, labelled as a replay.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +21,7 @@ from aiokafka.errors import KafkaError
 from bridge.config import Config
 from bridge.errors import StartupError
 from bridge.kafka.clients import common_settings, topic_partitions
+from bridge.kafka.scan import quiet_logger
 
 FINAL = ("succeeded", "failed")
 CATCH_UP_S = 10.0  # at most this long reading the results that were there before the send
@@ -141,7 +140,7 @@ async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: f
     consumer = AIOKafkaConsumer(**settings, enable_auto_commit=False)
     try:
         # aiokafka logs each failed connection attempt; the one line below says it all.
-        with _quiet("aiokafka"):
+        with quiet_logger("aiokafka"):
             await producer.start()
             await consumer.start()
     except KafkaError as exc:
@@ -208,17 +207,6 @@ def _event(value: bytes | None) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return event if isinstance(event, dict) else {}
-
-
-@contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _of(event: Mapping[str, Any], connector_id: str) -> bool:

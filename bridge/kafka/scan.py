@@ -67,7 +67,9 @@ async def scan_partitions(
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
+def quiet_logger(name: str) -> Iterator[None]:
+    """Silence a library logger for a block (its connection errors, while a one-shot tool
+    probes Kafka and says what failed in one line of its own)."""
     logger = logging.getLogger(name)
     level = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -84,7 +86,7 @@ async def probe(kafka: KafkaConfig) -> None:
     # from its stop() (aiokafka 0.14 awaits a task it cancelled before it ever ran).
     client = AIOKafkaClient(**common_settings(kafka))
     try:
-        with _quiet("aiokafka"):
+        with quiet_logger("aiokafka"):
             await client.bootstrap()
     finally:
         await client.close()
