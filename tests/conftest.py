@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from bridge.kafka.embedded import EmbeddedBroker
 from tests.kafka_cluster import (
@@ -49,6 +50,17 @@ def _kafka_or_skip() -> str:
         if REQUIRE_KAFKA:
             pytest.fail(f"BRIDGE_TESTS_REQUIRE_KAFKA=1 but {exc}")
         pytest.skip(f"needs Apache Kafka: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """A test that runs a command in-process (``bridge.cli.main``) configures logging the
+    way the process does, with loggers cached on first use: later tests could then not
+    capture those loggers' lines (``structlog.testing.capture_logs``). Each test gets back
+    the configuration it started with."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")

@@ -131,11 +131,14 @@ class BirdClient:
         """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes."""
         assert self._session is not None, "BirdClient.start() first"
         retry = Retry(self.backoff)
+        last: BirdError | None = None  # Bird's last answer says more than "deadline passed"
         while True:
             await self._throttle(workspace, method)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BirdUnavailable(f"{operation}: deadline passed before Bird could be called")
+                raise last or BirdUnavailable(
+                    f"{operation}: deadline passed before Bird could be called"
+                )
             started = time.perf_counter()
             status_label = "error"
             retry_after: float | None = None
@@ -172,6 +175,7 @@ class BirdClient:
             delay = retry.next_delay(retry_after)
             if time.monotonic() + delay >= deadline:
                 raise error
+            last = error
             self.metrics.bird_retries.labels(operation, status_label).inc()
             log.info(
                 "retrying bird call",
