@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
+import msgspec
 import orjson
+from msgspec import UNSET
 
-from bridge.events import Record, cloud_event, rfc3339, to_record
+from bridge.events import Record, encode, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
+from bridge.messages import ResultData, ResultError, ResultEvent
+from bridge.messages import Status as Status
 
-Status = Literal["accepted", "succeeded", "failed"]
 SOURCE = "bird-bridge"
 MAX_REASON = 1000  # characters of a dead letter's dlq-reason
 
@@ -31,25 +34,34 @@ def result_value(
 ) -> bytes:
     """The result CloudEvent, encoded once: these bytes are published, kept in the ledger
     and published again for a command seen again."""
-    data: dict[str, Any] = {"commandId": command_id, "action": action, "status": status}
-    if connector is not None:
-        data["connector"] = connector
-    if channel is not None:
-        data["channel"] = channel
-    if connectors is not None:
-        data["connectors"] = connectors
-    if extra:
-        data.update(extra)
-    data["error"] = dict(error) if error is not None else None
-    event = cloud_event(
-        event_id=str(uuid.uuid4()),
-        source=SOURCE,
-        type_=f"com.bird.bridge.connector.{action}.{status}",
+    data = ResultData(
+        command_id=command_id,
+        action=action,
+        status=status,
+        connector=dict(connector) if connector is not None else UNSET,
+        channel=dict(channel) if channel is not None else UNSET,
+        connectors=[dict(c) for c in connectors] if connectors is not None else UNSET,
+        error=msgspec.convert(error, ResultError) if error is not None else None,
+        **_delete_fields(extra or {}),
+    )
+    event = ResultEvent(
+        id=str(uuid.uuid4()),
+        type=f"com.bird.bridge.connector.{action}.{status}",
         subject=command_id,
         time=rfc3339(now),
         data=data,
     )
-    return orjson.dumps(event)
+    return encode(event)
+
+
+def _delete_fields(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A delete result's ``connectorId`` / ``alreadyDeleted``, as ``ResultData`` names
+    them; any other name is a programming error, refused here rather than dropped."""
+    names = {"connectorId": "connector_id", "alreadyDeleted": "already_deleted"}
+    unknown = sorted(set(extra) - set(names))
+    if unknown:
+        raise ValueError(f"result fields not in ResultData: {unknown}")
+    return {names[key]: value for key, value in extra.items()}
 
 
 def result_record(*, command_id: str, **fields: Any) -> Record:
