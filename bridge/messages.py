@@ -85,6 +85,14 @@ CommandMessage = CreateMessage | DeleteMessage | GetMessage | ListMessage
 NULL = msgspec.Raw(b"null")
 
 
+StoredResult = Annotated[
+    msgspec.Raw,
+    msgspec.Meta(
+        description="A result CloudEvent (the results topic's value) as published, or null"
+    ),
+]
+
+
 class LedgerRecord(msgspec.Struct, rename="camel"):
     """One record of the ledger topic, as written and read. The results are kept as the
     exact bytes published (``msgspec.Raw``): read back, they are published again as they
@@ -97,8 +105,8 @@ class LedgerRecord(msgspec.Struct, rename="camel"):
     started_at: str
     connector_id: str | None = None
     connector: dict[str, Any] | None = None
-    accepted_result: msgspec.Raw = NULL
-    final_result: msgspec.Raw = NULL
+    accepted_result: StoredResult = msgspec.field(default_factory=lambda: NULL)
+    final_result: StoredResult = msgspec.field(default_factory=lambda: NULL)
 
 
 def raw_or_none(value: msgspec.Raw) -> bytes | None:
