@@ -117,7 +117,8 @@ def raw_or_none(value: msgspec.Raw) -> bytes | None:
 # --- the records the bridge writes: channel events and command results -----------------
 #
 # CloudEvents 1.0, structured JSON mode (contract sections 2 and 4). A field that is
-# ``UNSET`` is left out of the record; ``None`` is written as ``null``. bridge/events.py
+# ``UNSET`` is left out of the record; ``None`` is written as ``null``; a field without a
+# default is always written (so the schemas list it as required). bridge/events.py
 # encodes these structs (``encode``) with orjson, field by field in declaration order:
 # the order below is the order on the wire. bridge/schemas.py generates the JSON Schemas
 # and docs/asyncapi.yaml from them.
@@ -167,7 +168,7 @@ class ChannelEventData(msgspec.Struct, kw_only=True, rename="camel"):
 class ChannelEvent(msgspec.Struct, kw_only=True):
     """A record of the channel-events topic (contract section 2)."""
 
-    specversion: Literal["1.0"] = SPEC_VERSION
+    specversion: Literal["1.0"]
     id: Annotated[
         str,
         msgspec.Meta(
@@ -186,7 +187,7 @@ class ChannelEvent(msgspec.Struct, kw_only=True):
     type: Annotated[str, msgspec.Meta(pattern=r"^com\.bird\.", description="com.bird.<event>")]
     subject: Annotated[str, msgspec.Meta(description="The channel id")] | UnsetType = UNSET
     time: Timestamp
-    datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
+    datacontenttype: Literal["application/json"]
     birdservice: (
         Annotated[str, msgspec.Meta(description="Bird's service (Extension)")] | UnsetType
     ) = UNSET
@@ -231,9 +232,9 @@ class ResultData(msgspec.Struct, kw_only=True, rename="camel"):
 class ResultEvent(msgspec.Struct, kw_only=True):
     """A record of the results topic (contract section 4)."""
 
-    specversion: Literal["1.0"] = SPEC_VERSION
+    specversion: Literal["1.0"]
     id: str
-    source: Literal["bird-bridge"] = "bird-bridge"
+    source: Literal["bird-bridge"]
     type: Annotated[
         str,
         msgspec.Meta(
@@ -243,5 +244,5 @@ class ResultEvent(msgspec.Struct, kw_only=True):
     ]
     subject: Annotated[str, msgspec.Meta(description="The commandId")]
     time: Timestamp
-    datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
+    datacontenttype: Literal["application/json"]
     data: ResultData

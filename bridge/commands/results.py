@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import orjson
@@ -13,10 +13,10 @@ from msgspec import UNSET
 
 from bridge.events import Record, encode, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
-from bridge.messages import ResultData, ResultError, ResultEvent
+from bridge.messages import DATA_CONTENT_TYPE, SPEC_VERSION, ResultData, ResultError, ResultEvent
 from bridge.messages import Status as Status
 
-SOURCE = "bird-bridge"
+SOURCE: Literal["bird-bridge"] = "bird-bridge"
 MAX_REASON = 1000  # characters of a dead letter's dlq-reason
 
 
@@ -45,10 +45,13 @@ def result_value(
         **_delete_fields(extra or {}),
     )
     event = ResultEvent(
+        specversion=SPEC_VERSION,
         id=str(uuid.uuid4()),
+        source=SOURCE,
         type=f"com.bird.bridge.connector.{action}.{status}",
         subject=command_id,
         time=rfc3339(now),
+        datacontenttype=DATA_CONTENT_TYPE,
         data=data,
     )
     return encode(event)

@@ -19,7 +19,7 @@ from msgspec import UNSET
 
 from bridge.errors import BadPayload
 from bridge.events import Record, rfc3339, to_record
-from bridge.messages import ChannelEvent, ChannelEventData
+from bridge.messages import DATA_CONTENT_TYPE, SPEC_VERSION, ChannelEvent, ChannelEventData
 from bridge.messages import Origin as Origin
 
 # Normalized field (ChannelEventData's) -> where Bird's channel payload carries it
@@ -116,11 +116,13 @@ def normalize_event(
         or rfc3339(received_at)
     )
     event = ChannelEvent(
+        specversion=SPEC_VERSION,
         id=event_id(request_id, raw_body),
         source=event_source(workspace_id),
         type=f"com.bird.{event_name}",
         subject=channel_id if channel_id is not None else UNSET,
         time=time,
+        datacontenttype=DATA_CONTENT_TYPE,
         birdservice=service if service else UNSET,
         birdorigin=origin,
         data=data,

@@ -8,13 +8,20 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
+import orjson
 import pytest
 import yaml  # type: ignore[import-untyped]
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bridge.commands.ledger_state import Entry
+from bridge.commands.results import error_body, result_value
+from bridge.ingest.normalize import normalize_event
 from bridge.schemas import asyncapi, rendered, topic_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +140,90 @@ def test_a_wrong_example_is_caught() -> None:
     wrong = {"commandId": "c-1", "action": "create", "connector": {"name": "x", "colour": 1}}
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(wrong))
     assert errors
+
+
+# --- what the bridge writes is valid against the committed schemas ---------------------
+
+
+def _validator(name: str) -> Any:
+    return jsonschema.Draft202012Validator(json.loads((DOCS / "schemas" / name).read_text()))
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=20,
+)
+bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "service": json_values,
+        "event": json_values,
+        "payload": st.dictionaries(
+            st.sampled_from(["id", "workspaceId", "status", "updatedAt", "name"]) | st.text(),
+            json_values,
+        )
+        | json_values,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=bodies, request_id=st.none() | st.text(min_size=1), ws=st.none() | st.text())
+def test_every_channel_event_written_is_valid_against_its_schema(
+    body: dict[str, Any], request_id: str | None, ws: str | None
+) -> None:
+    raw = orjson.dumps(body)
+    record = normalize_event(
+        orjson.loads(raw),
+        raw_body=raw,
+        request_id=request_id,
+        default_workspace_id=ws,
+        received_at=datetime(2026, 1, 2, tzinfo=UTC),
+        origin="webhook",
+    )
+    errors = list(_validator("channel-event.json").iter_errors(orjson.loads(record.value)))
+    assert not errors, [f"{e.json_path}: {e.message}" for e in errors]
+
+
+CONNECTOR = {"id": "cn-1", "channelId": "ch-1", "name": "x"}
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "fields"),
+    [
+        ("create", "accepted", {"connector": CONNECTOR}),
+        ("get", "succeeded", {"connector": CONNECTOR, "channel": {"id": "ch-1"}}),
+        ("list", "succeeded", {"connectors": [CONNECTOR]}),
+        ("delete", "succeeded", {"extra": {"connectorId": "cn-1", "alreadyDeleted": False}}),
+        ("???", "failed", {"error": error_body("invalid_command", "x", details={"field": "a"})}),
+        ("create", "failed", {"error": error_body("timeout", "t", retryable=True)}),
+    ],
+)
+def test_every_result_written_is_valid_against_its_schema(
+    action: str, status: Any, fields: dict[str, Any]
+) -> None:
+    value = result_value(
+        command_id="c-1", action=action, status=status, now=datetime.now(UTC), **fields
+    )
+    errors = list(_validator("result.json").iter_errors(orjson.loads(value)))
+    assert not errors, [f"{e.json_path}: {e.message}" for e in errors]
+
+
+def test_a_ledger_record_written_is_valid_against_its_schema() -> None:
+    result = result_value(
+        command_id="c-1", action="create", status="accepted", now=datetime.now(UTC)
+    )
+    entry = Entry(
+        command_id="c-1",
+        fingerprint="f",
+        action="create",
+        state="started",
+        started_at="2026-01-02T00:00:00.000Z",
+    ).accepted(CONNECTOR, result)
+    errors = list(_validator("ledger-record.json").iter_errors(orjson.loads(entry.to_json())))
+    assert not errors, [f"{e.json_path}: {e.message}" for e in errors]
