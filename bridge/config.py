@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import tomllib
 import types
 import typing
@@ -101,6 +102,11 @@ class BirdConfig:
         """Several workspaces, each with its own keys (contract 12); otherwise one access
         key and one signing key serve whatever workspace a command or webhook names (v1)."""
         return self.workspaces_file is not None
+
+    @functools.cached_property
+    def workspace_ids(self) -> frozenset[str] | None:
+        """The workspaces commands may name; None: any (one access key serves all, v1)."""
+        return frozenset(w.id for w in self.workspaces) if self.workspaces_from_file else None
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from bridge.config import load, unknown_settings
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, InvalidCommand
 from bridge.workspaces import Workspace, parse_workspaces, webhook_url
 
 A_ACCESS, A_SIGNING = "access-key-of-org-a", "signing-key-of-ws-a"
@@ -243,3 +244,30 @@ def test_the_variable_is_a_known_setting(tmp_path: Path) -> None:
     config_file = tmp_path / "bridge.toml"
     config_file.write_text(f'BRIDGE_WORKSPACES_FILE = "{write(tmp_path)}"\n')
     assert len(load({"BRIDGE_CONFIG_FILE": str(config_file)}).workspaces) == 2
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def test_a_command_for_a_workspace_not_served_is_refused_naming_workspace_id() -> None:
+    from bridge.commands.parse import parse_command
+
+    def command(**fields: str) -> bytes:
+        return orjson.dumps({"commandId": "c-1", "action": "get", "connectorId": "x", **fields})
+
+    served = frozenset({"ws-a", "ws-b"})
+    got = parse_command(command(workspaceId="ws-b"), default_workspace_id=None, workspaces=served)
+    assert got.workspace_id == "ws-b"
+    with pytest.raises(InvalidCommand) as caught:
+        parse_command(command(workspaceId="ws-z"), default_workspace_id=None, workspaces=served)
+    assert (caught.value.field, caught.value.command_id) == ("workspaceId", "c-1")
+    assert caught.value.reason == "workspaceId: 'ws-z' is not a workspace this bridge serves"
+    # Without the file (workspaces=None) any workspace goes, as in v1.
+    assert parse_command(command(workspaceId="ws-z"), default_workspace_id=None).workspace_id
+
+
+def test_the_config_lists_the_workspaces_commands_may_name(tmp_path: Path) -> None:
+    assert load({"BRIDGE_WORKSPACES_FILE": write(tmp_path)}).bird.workspace_ids == frozenset(
+        {"ws-a", "ws-b"}
+    )
+    assert load({"BRIDGE_BIRD_WORKSPACE_ID": "ws-1"}).bird.workspace_ids is None
