@@ -292,3 +292,38 @@ async def sim_requests(url: str) -> list[dict[str, Any]]:
     ):
         body = await response.json()
     return list(body["results"] if isinstance(body, dict) else body)
+
+
+# --- a broken file ----------------------------------------------------------------------
+
+
+def test_a_broken_workspaces_file_stops_start_up_naming_every_problem(tmp_path: Path) -> None:
+    path = workspaces_file(
+        tmp_path, '\n[[workspace]]\nid = "ws-c"\naccessKey = "k3y-ab"\nsigningKeyFile = "nope"\n'
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
+        "BRIDGE_WORKSPACES_FILE": path,
+        "BRIDGE_WEBHOOK_PUBLIC_URL": PUBLIC_URL,
+        "BRIDGE_BIRD_ACCESS_KEY": "a-single-workspace-key",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    prefix = "bridge: invalid configuration: "
+    where = f"BRIDGE_WORKSPACES_FILE ({path}): workspace #3 (id 'ws-c')"
+    assert result.stderr.splitlines() == [
+        f"{prefix}BRIDGE_BIRD_ACCESS_KEY: not used with BRIDGE_WORKSPACES_FILE; "
+        "set it per workspace in that file",
+        f"{prefix}{where}: organizationId: required",
+        f"{prefix}{where}: accessKey: too short for a secret: at least 8 characters",
+        f"{prefix}{where}: signingKeyFile: cannot read 'nope': No such file or directory",
+    ]
+    assert "k3y-ab" not in result.stderr
+    assert "a-single-workspace-key" not in result.stderr
