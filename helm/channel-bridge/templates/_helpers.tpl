@@ -142,7 +142,9 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- define "channel-bridge.roleSecrets" -}}
 {{- $v := .root.Values -}}
 {{- $names := list -}}
-{{- if eq .component "ingest" -}}
+{{- if $v.workspaces.existingSecret -}}
+{{- /* several workspaces: their keys come with the workspaces file */ -}}
+{{- else if eq .component "ingest" -}}
 {{- if not $v.config.webhook.insecure -}}
 {{- $names = append $names "webhookSigningKey" -}}
 {{- end -}}
@@ -174,6 +176,7 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 
 {{/* Path where secret files are mounted. */}}
 {{- define "channel-bridge.secretsDir" -}}/etc/channel-bridge/secrets{{- end -}}
+{{- define "channel-bridge.workspacesDir" -}}/etc/channel-bridge/workspaces{{- end -}}
 {{- define "channel-bridge.kafkaCaDir" -}}/etc/channel-bridge/kafka-ca{{- end -}}
 
 {{/* Derived terminationGracePeriodSeconds of a role (drain + preStop + margin), validated override. */}}
@@ -255,7 +258,14 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- if and $v.ingest.enabled (not $v.config.webhook.insecure) -}}
 {{- $_ := required "config.webhook.publicUrl is required: Bird signs the URL it posts to (or set config.webhook.insecure=true)" $v.config.webhook.publicUrl -}}
 {{- end -}}
-{{- if $v.config.webhook.ensureSubscriptions -}}
+{{- if $v.workspaces.existingSecret -}}
+{{- if $v.config.bird.organizationId -}}
+{{- fail "config.bird.organizationId: leave it empty with workspaces.existingSecret; each workspace names its organization in the workspaces file" -}}
+{{- end -}}
+{{- else if $v.workspaces.keySecrets -}}
+{{- fail "workspaces.keySecrets needs workspaces.existingSecret (the Secret with the workspaces file)" -}}
+{{- end -}}
+{{- if and $v.config.webhook.ensureSubscriptions (not $v.workspaces.existingSecret) -}}
 {{- $_ := required "config.bird.organizationId is required with config.webhook.ensureSubscriptions" $v.config.bird.organizationId -}}
 {{- $_ := required "config.bird.workspaceId is required with config.webhook.ensureSubscriptions" $v.config.bird.workspaceId -}}
 {{- $_ := required "config.webhook.publicUrl is required with config.webhook.ensureSubscriptions" $v.config.webhook.publicUrl -}}
