@@ -90,6 +90,7 @@ def test_ci_values_sets_cover_the_documented_shapes() -> None:
         "ingest-only-values.yaml",
         "sasl-values.yaml",
         "workspaces-values.yaml",
+        "workspaces-inline-values.yaml",
     }
     assert expected <= set(CI_VALUES)
 
@@ -293,8 +294,12 @@ def test_configmap_is_a_configuration_the_bridge_accepts(values_name: str, tmp_p
                 secret_file.write_text(chart_secret.get(key, f"value-of-{key}"), encoding="utf-8")
                 environ[env["name"]] = str(secret_file)
         environ.pop("BRIDGE_KAFKA_SSL_CAFILE", None)  # a mounted path, not a file here
-        if "BRIDGE_WORKSPACES_FILE" in environ:  # from a Secret outside the chart
-            environ["BRIDGE_WORKSPACES_FILE"] = str(sample_workspaces_file(tmp_path))
+        if "BRIDGE_WORKSPACES_FILE" in environ:  # the chart's Secret, or one outside it
+            rendered_file = chart_secret.get(Path(environ["BRIDGE_WORKSPACES_FILE"]).name)
+            path = sample_workspaces_file(tmp_path)
+            if rendered_file is not None:
+                path.write_text(rendered_file, encoding="utf-8")
+            environ["BRIDGE_WORKSPACES_FILE"] = str(path)
         loaded = bridge_config.load(environ)
         loaded.require([role])  # type: ignore[list-item]
         assert loaded.http_port == container["ports"][0]["containerPort"]
@@ -357,6 +362,30 @@ def test_workspaces_come_from_their_secrets_and_replace_the_single_keys() -> Non
             "bird-workspace-customer-b",
         ]
         assert "checksum/workspaces" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_workspaces_in_values_become_the_chart_workspaces_file(tmp_path: Path) -> None:
+    rendered = render_ci("workspaces-inline-values.yaml")
+    (secret,) = rendered.of_kind("Secret")
+    assert secret["metadata"]["name"] == component_name("workspaces")
+    path = tmp_path / "workspaces.toml"
+    path.write_bytes(base64.b64decode(secret["data"]["workspaces.toml"]))
+    workspaces = bridge_config.load({"BRIDGE_WORKSPACES_FILE": str(path)}).workspaces
+    assert [w.organization_id for w in workspaces] == [
+        "9a1f0a4e-2222-4222-8222-222222222222",
+        "c3b20a4e-4444-4444-8444-444444444444",
+    ]
+    assert workspaces[1].signing_keys == (
+        "signing-key-of-workspace-two",
+        'signing-key-of-workspace-two-old "quoted"',
+    )
+    for deployment in deployments(rendered):
+        volume = next(
+            v
+            for v in deployment["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == "workspaces"
+        )
+        assert volume["projected"]["sources"] == [{"secret": {"name": secret["metadata"]["name"]}}]
 
 
 def test_existing_secret_suppresses_the_chart_secret() -> None:
@@ -554,7 +583,23 @@ def test_helm_test_pod_gets_healthz_through_the_ingest_service() -> None:
         ({"httpRoute": {"enabled": True}}, "httpRoute.parentRefs"),
         (
             {"workspaces": {"existingSecret": "w"}, "config": {"bird": {"organizationId": "o"}}},
-            "config.bird.organizationId: leave it empty with workspaces.existingSecret",
+            "config.bird.organizationId: leave it empty with workspaces",
+        ),
+        (
+            {
+                "workspaces": {
+                    "existingSecret": "w",
+                    "items": [
+                        {
+                            "id": "a",
+                            "organizationId": "o",
+                            "accessKey": "access-key",
+                            "signingKey": "signing-key",
+                        }
+                    ],
+                }
+            },
+            "give the workspaces one way, not both",
         ),
         ({"workspaces": {"keySecrets": ["k"]}}, "workspaces.keySecrets needs"),
     ],

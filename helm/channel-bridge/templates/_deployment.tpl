@@ -49,7 +49,7 @@ spec:
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
         checksum/secret: {{ $secretChecksum }}
-        {{- with $v.workspaces.existingSecret }}
+        {{- if include "channel-bridge.workspacesSecret" $root }}
         checksum/workspaces: {{ toJson $v.workspaces | sha256sum }}
         {{- end }}
         {{- with $c.podAnnotations }}
@@ -184,7 +184,7 @@ spec:
               mountPath: {{ include "channel-bridge.kafkaCaDir" $root }}
               readOnly: true
             {{- end }}
-            {{- if $v.workspaces.existingSecret }}
+            {{- if include "channel-bridge.workspacesSecret" $root }}
             - name: workspaces
               mountPath: {{ include "channel-bridge.workspacesDir" $root }}
               readOnly: true
@@ -211,12 +211,12 @@ spec:
                 path: {{ $key }}
               {{- end }}
         {{- end }}
-        {{- if $v.workspaces.existingSecret }}
+        {{- with include "channel-bridge.workspacesSecret" $root }}
         - name: workspaces
           projected:
             defaultMode: 288  # 0440: owner and fsGroup read
             sources:
-              {{- range $secret := prepend $v.workspaces.keySecrets $v.workspaces.existingSecret }}
+              {{- range $secret := prepend $v.workspaces.keySecrets . }}
               - secret:
                   name: {{ $secret }}
               {{- end }}
