@@ -195,6 +195,32 @@ class ChannelEvent(msgspec.Struct, kw_only=True):
     data: ChannelEventData
 
 
+class ChannelState(msgspec.Struct, kw_only=True):
+    """A record of the channel-state topic (contract section 10): the latest known state
+    of one channel, keyed by its id; written by bridge/state/fold.py."""
+
+    specversion: Literal["1.0"]
+    id: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, description="state:<channelId>:<updatedAt, else the event id>:<status>"
+        ),
+    ]
+    source: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^bird(:workspaces/.+)?$",
+            description="The source of the channel event it was folded from",
+        ),
+    ]
+    type: Literal["com.bird.channel.state"]
+    subject: Annotated[str, msgspec.Meta(min_length=1, description="The channel id")]
+    time: Timestamp
+    datacontenttype: Literal["application/json"]
+    birdorigin: Origin | UnsetType = UNSET
+    data: ChannelEventData
+
+
 class ResultError(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """A failed result's ``error`` (contract section 4)."""
 

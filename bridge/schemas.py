@@ -20,7 +20,13 @@ import msgspec
 
 from bridge import __version__
 from bridge.config import DEFAULTS
-from bridge.messages import ChannelEvent, CommandMessage, LedgerRecord, ResultEvent
+from bridge.messages import (
+    ChannelEvent,
+    ChannelState,
+    CommandMessage,
+    LedgerRecord,
+    ResultEvent,
+)
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -31,6 +37,7 @@ TOPIC_SCHEMAS: dict[str, tuple[str, Any]] = {
     "command.json": ("bird.connector-commands: a connector command", CommandMessage),
     "result.json": ("bird.connector-results: a command result", ResultEvent),
     "ledger-record.json": ("bird.connector-ledger: a ledger record", LedgerRecord),
+    "channel-state.json": ("bird.channel-state: a channel's latest state", ChannelState),
 }
 
 
@@ -109,7 +116,7 @@ def _ref(path: str) -> dict[str, str]:
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the bridge's topics, from the bridge's point of view."""
     _, components = msgspec.json.schema_components(
-        [ChannelEvent, CommandMessage, ResultEvent, LedgerRecord],
+        [ChannelEvent, CommandMessage, ResultEvent, LedgerRecord, ChannelState],
         ref_template="#/components/schemas/{name}",
     )
     commands = msgspec.json.schema_components(
@@ -122,6 +129,7 @@ def asyncapi() -> dict[str, Any]:
         "connectorResults": ("BRIDGE_TOPIC_RESULTS", "result"),
         "deadLetters": ("BRIDGE_TOPIC_DEAD_LETTER", "deadLetter"),
         "connectorLedger": ("BRIDGE_TOPIC_LEDGER", "ledgerRecord"),
+        "channelState": ("BRIDGE_TOPIC_CHANNEL_STATE", "channelState"),
     }
     channels = {
         channel: {
@@ -160,6 +168,16 @@ def asyncapi() -> dict[str, Any]:
             "bindings": _kafka_key(
                 "The channel id, else the workspace id; null without either", nullable=True
             ),
+        },
+        "channelState": {
+            "name": "ChannelState",
+            "title": "Channel state",
+            "summary": "The latest known state of one channel, folded from the channel "
+            "events; compacted, never moving backwards by updatedAt (contract.md section 10)",
+            "contentType": CLOUDEVENTS_JSON,
+            "headers": _headers({"content-type": CONTENT_TYPE}, ["content-type"]),
+            "payload": _ref("#/components/schemas/ChannelState"),
+            "bindings": _kafka_key("The channel id"),
         },
         "command": {
             "name": "ConnectorCommand",
@@ -247,6 +265,9 @@ def asyncapi() -> dict[str, Any]:
                 "send", "deadLetters", "Dead-letter records that are not commands"
             ),
             "writeLedger": operation("send", "connectorLedger", "Record a command's state"),
+            "writeChannelState": operation(
+                "send", "channelState", "Fold each channel event into its channel's state"
+            ),
             "readLedger": operation(
                 "receive", "connectorLedger", "Read the ledger back in full at start"
             ),

@@ -23,6 +23,7 @@ from bridge.commands.ledger_state import Entry
 from bridge.commands.results import error_body, result_value
 from bridge.ingest.normalize import normalize_event
 from bridge.schemas import asyncapi, rendered, topic_schemas
+from bridge.state.fold import channel_event, state_record
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -71,7 +72,7 @@ def test_the_asyncapi_document_passes_the_asyncapi_parser() -> None:
     assert done.returncode == 0, (
         f"the AsyncAPI parser refused docs/asyncapi.yaml:\n{done.stdout}{done.stderr}"
     )
-    assert "valid AsyncAPI 3.0.0, 5 channels" in done.stdout
+    assert "valid AsyncAPI 3.0.0, 6 channels" in done.stdout
 
 
 def test_the_parser_check_fails_on_a_broken_document(tmp_path: Path) -> None:
@@ -226,4 +227,26 @@ def test_a_ledger_record_written_is_valid_against_its_schema() -> None:
         started_at="2026-01-02T00:00:00.000Z",
     ).accepted(CONNECTOR, result)
     errors = list(_validator("ledger-record.json").iter_errors(orjson.loads(entry.to_json())))
+    assert not errors, [f"{e.json_path}: {e.message}" for e in errors]
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=bodies, request_id=st.none() | st.text(min_size=1), ws=st.none() | st.text())
+def test_every_channel_state_written_is_valid_against_its_schema(
+    body: dict[str, Any], request_id: str | None, ws: str | None
+) -> None:
+    raw = orjson.dumps(body)
+    record = normalize_event(
+        orjson.loads(raw),
+        raw_body=raw,
+        request_id=request_id,
+        default_workspace_id=ws,
+        received_at=datetime(2026, 1, 2, tzinfo=UTC),
+        origin="reconcile",
+    )
+    event = channel_event(record.value)
+    if event is None:  # not a channel's event (no channel id): nothing is folded
+        return
+    state = orjson.loads(state_record(event).value)
+    errors = list(_validator("channel-state.json").iter_errors(state))
     assert not errors, [f"{e.json_path}: {e.message}" for e in errors]
