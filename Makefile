@@ -69,6 +69,25 @@ helm:
 
 test: helm
 
+## The AsyncAPI parser (npm @asyncapi/parser, pinned in tests/asyncapi/package-lock.json)
+## for tests/unit/test_schemas.py, installed once into tests/asyncapi/node_modules: skipped
+## when that install is newer than the lock file. Without npm that test skips.
+ASYNCAPI_LOCK := tests/asyncapi/package-lock.json
+ASYNCAPI_STAMP := tests/asyncapi/node_modules/.package-lock.json
+
+.PHONY: asyncapi-tools
+asyncapi-tools:
+	@if [ "$(ASYNCAPI_STAMP)" -nt "$(ASYNCAPI_LOCK)" ]; then \
+		:; \
+	elif command -v npm >/dev/null; then \
+		npm ci --prefix tests/asyncapi --no-audit --no-fund --silent || \
+		echo "make: npm ci failed; tests/unit/test_schemas.py skips the AsyncAPI parser check"; \
+	else \
+		echo "make: no npm on PATH; tests/unit/test_schemas.py skips the AsyncAPI parser check"; \
+	fi
+
+test: asyncapi-tools
+
 ## The tests without those marked slow (process and fault tests): a few minutes less.
 .PHONY: test-quick
 test-quick: install

@@ -13,7 +13,10 @@ signature covers timestamp, URL and body only, so a few hundred pre-signed bodie
 with fresh ids. Afterwards the bridge's topic is read back and compared with its 204 count.
 
     python -m bench.ingest [--broker embedded|kafka] [--duration 15] [--warmup 3]
-                           [--connections 64] [--profile out.txt]
+                           [--connections 64] [--profile out.txt] [--workspaces 500]
+
+With ``--workspaces N`` the bridge serves N workspaces (``BRIDGE_WORKSPACES_FILE``) and the
+webhooks go to the last one's ``/webhooks/bird/<workspaceId>``, signed with its key.
 """
 
 from __future__ import annotations
@@ -128,14 +131,12 @@ def channel_event(n: int) -> bytes:
     return orjson.dumps({"service": "channels", "event": "channel.updated", "payload": payload})
 
 
-def lua_script(bodies: int) -> str:
+def lua_script(bodies: int, key: str = SIGNING_KEY, url: str = PUBLIC_URL) -> str:
     rows = []
     for n in range(bodies):
         body = channel_event(n).decode()
         assert "]==]" not in body
-        rows.append(
-            f'  {{[==[{body}]==], "{sign(SIGNING_KEY, TIMESTAMP, PUBLIC_URL, body.encode())}"}},'
-        )
+        rows.append(f'  {{[==[{body}]==], "{sign(key, TIMESTAMP, url, body.encode())}"}},')
     return LUA % {"rows": "\n".join(rows), "timestamp": TIMESTAMP}
 
 
@@ -182,10 +183,31 @@ class Measured:
     cpu_s: float  # server CPU time during the measured run
 
 
+def workspace_key(n: int) -> str:
+    return f"bench-signing-key-{n:06d}"
+
+
+def write_workspaces(folder: Path, count: int) -> tuple[Path, str]:
+    """A workspaces file of ``count`` workspaces (ten per organization); the last one's id."""
+    ids = [str(uuid.UUID(int=n + 1)) for n in range(count)]
+    tables = [
+        f'[[workspace]]\nid = "{ws}"\norganizationId = "{uuid.UUID(int=10_000 + n // 10)}"\n'
+        f'accessKey = "bench-access-key-{n // 10:06d}"\nsigningKey = "{workspace_key(n)}"\n'
+        for n, ws in enumerate(ids)
+    ]
+    path = folder / "workspaces.toml"
+    path.write_text("\n".join(tables))
+    return path, ids[-1]
+
+
 async def measure(
-    server: Child, script: Path, args: argparse.Namespace, profile: Path | None = None
+    server: Child,
+    script: Path,
+    args: argparse.Namespace,
+    profile: Path | None = None,
+    path: str = "/webhooks/bird",
 ) -> Measured:
-    url = f"http://{HOST}:{server.port}/webhooks/bird"
+    url = f"http://{HOST}:{server.port}{path}"
     warmup = await run_wrk(script, url, args, args.warmup)
     spy = None
     if profile is not None:
@@ -259,7 +281,16 @@ async def main(args: argparse.Namespace) -> int:
     logs.configure(fmt="console", level="warning")
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     script = work / "webhooks.lua"
-    script.write_text(lua_script(args.bodies))
+    bridge_path = "/webhooks/bird"
+    several: dict[str, str] = {}
+    if args.workspaces:
+        file, last = write_workspaces(work, args.workspaces)
+        bridge_path = f"/webhooks/bird/{last}"
+        several = {"BRIDGE_WORKSPACES_FILE": str(file)}
+        url = f"{PUBLIC_URL}/{last}"
+        script.write_text(lua_script(args.bodies, workspace_key(args.workspaces - 1), url))
+    else:
+        script.write_text(lua_script(args.bodies))
     broker: EmbeddedBroker | KafkaCluster
     if args.broker == "kafka":
         broker = KafkaCluster(work / "kafka", 1)
@@ -273,6 +304,9 @@ async def main(args: argparse.Namespace) -> int:
     try:
         suffix = uuid.uuid4().hex[:8]
         env = bridge_env(broker.bootstrap, free_port(), suffix, settings, **dict(args.bridge_env))
+        if several:
+            del env["BRIDGE_WEBHOOK_SIGNING_KEY"]
+            env.update(several)
         naive_topic = f"naive-{suffix}"
         await ensure_topics(config_module.load(env).kafka, [naive_topic])
         for name in TARGETS:
@@ -280,7 +314,8 @@ async def main(args: argparse.Namespace) -> int:
             argv = target_argv(name, port, env, naive_topic)
             async with Child(name, argv, port=port, env=env, log_dir=work) as server:
                 profile = args.profile if name == "bridge" else None
-                runs[name] = await measure(server, script, args, profile)
+                path = bridge_path if name == "bridge" else "/webhooks/bird"
+                runs[name] = await measure(server, script, args, profile, path)
                 if name == "bridge":
                     await asyncio.sleep(1)  # requests cut off when wrk stopped still finish
                     outcomes = await webhook_outcomes(port)
@@ -298,6 +333,8 @@ async def main(args: argparse.Namespace) -> int:
         f"{args.warmup:g} s warm-up + {args.duration:g} s measured per target, "
         f"{args.bodies} signed bodies cycled with distinct request ids"
     )
+    if args.workspaces:
+        print(f"bridge: {args.workspaces} workspaces, webhooks to the last one's path")
     print(f"\n{report(runs)}\n")
     bridge, bare, naive = (runs[name].result.rps for name in TARGETS)
     result, rss = runs["bridge"].result, runs["bridge"].rss_mb
@@ -386,6 +423,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--bodies", type=int, default=500, help="distinct signed bodies")
+    parser.add_argument(
+        "--workspaces",
+        type=int,
+        default=0,
+        help="serve this many workspaces (BRIDGE_WORKSPACES_FILE) and post to the last "
+        "one's path (default: one workspace, the single-workspace settings)",
+    )
     parser.add_argument(
         "--bridge-env",
         metavar="NAME=VALUE",

@@ -19,6 +19,7 @@ from birdsim.faults import FaultAction
 from birdsim.journal import RequestRecord
 from birdsim.problems import ApiError
 from birdsim.runtime import Simulator
+from birdsim.settings import Organization
 
 log = structlog.get_logger("birdsim")
 
@@ -74,15 +75,36 @@ async def read_json(request: web.Request) -> object:
         raise ApiError(400, "InvalidJson", "request body is not valid JSON") from None
 
 
-def _authorized(header: str, keys: tuple[str, ...]) -> bool:
-    """``Authorization: AccessKey <key>`` (bird-api.md 1), compared in constant time."""
+def _organization_of(header: str, organizations: tuple[Organization, ...]) -> str | None:
+    """The organization whose key ``Authorization: AccessKey <key>`` (bird-api.md 1) holds,
+    or None; every key is compared, in constant time."""
     scheme, _, given = header.partition(" ")
     if scheme != "AccessKey" or not given:
-        return False
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given.encode(), key.encode())
-    return matched
+        return None
+    found: str | None = None
+    for organization in organizations:
+        for key in organization.access_keys:
+            if hmac.compare_digest(given.encode(), key.encode()):
+                found = organization.id
+    return found
+
+
+_ORGANIZATION_IN_PATH = re.compile(r"^/organizations/([^/]+)")
+
+
+def _forbidden(sim: Simulator, path: str, organization: str) -> bool:
+    """A key of one organization asking for another organization or its workspace: Bird
+    decides permissions by the key's organization and policies (bird-api.md 1) and
+    refuses with 403. What does not exist is left to the handler (404)."""
+    in_path = _ORGANIZATION_IN_PATH.match(path)
+    if in_path and in_path.group(1) != organization:
+        known = {org.id for org in sim.settings.all_organizations()}
+        return in_path.group(1) in known
+    workspace = _WORKSPACE_IN_PATH.match(path)
+    if workspace:
+        owner = sim.state.owner_of(workspace.group(1))
+        return owner is not None and owner != organization
+    return False
 
 
 async def _call(handler: Handler, request: web.Request) -> web.StreamResponse:
@@ -141,9 +163,15 @@ async def _apply(
     if action.kind == "status":
         error = status_error(action.status, action.retry_after)
         return error_response(error), action.status, action.source, False
-    if not _authorized(request.headers.get("Authorization", ""), sim.settings.access_keys):
+    organization = _organization_of(
+        request.headers.get("Authorization", ""), sim.settings.all_organizations()
+    )
+    if organization is None:
         error = ApiError(401, "Unauthorized", "missing or invalid access key")
         return error_response(error), 401, None, False
+    if _forbidden(sim, request.path, organization):
+        error = ApiError(403, "Forbidden", "the access key has no access to this resource")
+        return error_response(error), 403, None, False
     match = _WORKSPACE_IN_PATH.match(request.path)
     loop = asyncio.get_running_loop()
     if match and not sim.faults.admit(match.group(1), request.method, loop.time()):

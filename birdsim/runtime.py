@@ -41,6 +41,7 @@ class Simulator:
         return SimulatorState(
             organization_id=s.organization_id,
             workspace_ids=s.workspace_ids,
+            other_organizations=[(o.id, o.workspace_ids) for o in s.organizations],
             region=s.region,
             reject_duplicates=s.reject_duplicates,
         )

@@ -75,6 +75,21 @@ class FaultSettings:
 
 
 @dataclass(frozen=True)
+class Organization:
+    """Another organization: its workspaces and the access keys that may use them."""
+
+    id: str
+    access_keys: tuple[str, ...]
+    workspace_ids: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return (
+            f"Organization(id={self.id!r}, workspace_ids={self.workspace_ids!r}, "
+            f"access_keys=<{len(self.access_keys)} hidden>)"
+        )
+
+
+@dataclass(frozen=True)
 class SimulatorSettings:
     """Everything the simulator needs; the defaults suit `bridge dev`."""
 
@@ -93,6 +108,13 @@ class SimulatorSettings:
     region: str = "eu-west-1"
     request_log_size: int = 10_000
     faults: FaultSettings = field(default_factory=FaultSettings)
+    # More organizations beside the one above, each with its own keys and workspaces. A key
+    # works only in its own organization's workspaces (403 elsewhere, as at Bird).
+    organizations: tuple[Organization, ...] = ()
+
+    def all_organizations(self) -> tuple[Organization, ...]:
+        first = Organization(self.organization_id, self.access_keys, self.workspace_ids)
+        return (first, *self.organizations)
 
     def __repr__(self) -> str:
         # Never show keys: settings end up in log lines and test failure output.
@@ -109,6 +131,21 @@ class SimulatorSettings:
             found.append("access_keys: at least one non-empty key is required")
         if not self.workspace_ids:
             found.append("workspace_ids: at least one workspace is required")
+        orgs = self.all_organizations()
+        found.extend(
+            f"organizations[{org.id}].access_keys: at least one non-empty key is required"
+            for org in orgs[1:]
+            if not org.access_keys or any(not k for k in org.access_keys)
+        )
+        ids = [org.id for org in orgs]
+        if len(set(ids)) != len(ids):
+            found.append("organizations: an organization id appears twice")
+        keys = [k for org in orgs for k in org.access_keys]
+        spaces = [ws for org in orgs for ws in org.workspace_ids]
+        if len(set(keys)) != len(keys):
+            found.append("organizations: an access key belongs to two organizations")
+        if len(set(spaces)) != len(spaces):
+            found.append("organizations: a workspace belongs to two organizations")
         delays = ("install_delay_s", "activate_delay_s", "delivery_retry_base_s")
         found.extend(
             f"{name}: must be >= 0"

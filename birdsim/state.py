@@ -82,6 +82,7 @@ class SimulatorState:
         *,
         organization_id: str,
         workspace_ids: Iterable[str],
+        other_organizations: Iterable[tuple[str, Iterable[str]]] = (),
         region: str = "eu-west-1",
         reject_duplicates: bool = False,
         now: Callable[[], datetime] = utc_now,
@@ -94,6 +95,13 @@ class SimulatorState:
         self.new_id = new_id
         self._seq = itertools.count(1)
         self.workspaces: list[str] = list(dict.fromkeys(workspace_ids))
+        # workspace -> its organization
+        self.owners: dict[str, str] = dict.fromkeys(self.workspaces, organization_id)
+        for other, spaces in other_organizations:
+            for ws in spaces:
+                self.owners.setdefault(ws, other)
+                if ws not in self.workspaces:
+                    self.workspaces.append(ws)
         self.connectors: dict[str, Connector] = {}
         self.channels: dict[str, Channel] = {}
         self.subscriptions: dict[str, Subscription] = {}
@@ -101,15 +109,21 @@ class SimulatorState:
 
     # -- workspaces -------------------------------------------------------------------------
 
-    def add_workspace(self, workspace_id: str) -> None:
+    def add_workspace(self, workspace_id: str, organization_id: str | None = None) -> None:
         if workspace_id in self.workspaces:
             raise ApiError(409, "WorkspaceAlreadyExists", "workspace already exists")
         self.workspaces.append(workspace_id)
+        self.owners[workspace_id] = organization_id or self.organization_id
+
+    def owner_of(self, workspace_id: str) -> str | None:
+        """The organization a workspace belongs to (None: no such workspace)."""
+        return self.owners.get(workspace_id)
 
     def require_workspace(self, workspace_id: str, organization_id: str | None = None) -> None:
-        if organization_id is not None and organization_id != self.organization_id:
+        owner = self.owners.get(workspace_id)
+        if organization_id is not None and organization_id not in self.owners.values():
             raise not_found("organization")
-        if workspace_id not in self.workspaces:
+        if owner is None or (organization_id is not None and organization_id != owner):
             raise not_found("workspace")
 
     # -- connectors (bird-api.md 2) ---------------------------------------------------------

@@ -33,6 +33,7 @@ from bridge.retry import SUBSCRIPTIONS_BACKOFF, Retry
 log = structlog.get_logger("bridge")
 
 WEBHOOK_PATH = "/webhooks/bird"
+WEBHOOK_PREFIX = WEBHOOK_PATH + "/"  # + workspace id, with several workspaces
 
 
 @dataclass
@@ -105,9 +106,13 @@ async def request_log(
         log.exception("unexpected error", path=request.path, request_id=request.get(REQUEST_ID))
         outcome = "error"
         response = web.json_response({"error": "internal error"}, status=500)
-    if request.path == WEBHOOK_PATH:
+    if request.path == WEBHOOK_PATH or request.path.startswith(WEBHOOK_PREFIX):
         bridge.count_webhook(outcome)
-        fields: dict[str, Any] = {"cause": request[CAUSE]} if CAUSE in request else {}
+        fields: dict[str, Any] = {}
+        if "workspace" in request.match_info:
+            fields["workspace_id"] = request.match_info["workspace"]
+        if CAUSE in request:
+            fields["cause"] = request[CAUSE]
         log.info(
             "webhook",
             request_id=request.get(REQUEST_ID),
@@ -150,6 +155,8 @@ def build_app(bridge: Bridge) -> web.Application:
     if "ingest" in bridge.roles:
         ingest = WebhookIngest(bridge.config, bridge.publisher, bridge.metrics)
         app.router.add_post(WEBHOOK_PATH, ingest.handle)
+        if ingest.several:
+            app.router.add_post(WEBHOOK_PREFIX + "{workspace}", ingest.handle_workspace)
         if bridge.config.webhook.ensure_subscriptions:
             app.cleanup_ctx.append(_subscriptions_ctx)
     if "commands" in bridge.roles:

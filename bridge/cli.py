@@ -111,20 +111,20 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     from bridge.app import WEBHOOK_PATH
     from bridge.bird.client import BirdClient
     from bridge.metrics import Metrics
-    from bridge.subscriptions import ensure_subscriptions
+    from bridge.subscriptions import Report, ensure_every_workspace
 
     try:
         config = load_config()
-        problems = [
-            f"{name}: required"
-            for name, value in (
+        required: list[tuple[str, object]] = [
+            ("BRIDGE_WEBHOOK_PUBLIC_URL", config.webhook.public_url)
+        ]
+        if not config.bird.workspaces_from_file:  # the file holds these per workspace
+            required[:0] = [
                 ("BRIDGE_BIRD_ACCESS_KEY", config.bird.access_key),
                 ("BRIDGE_BIRD_ORGANIZATION_ID", config.bird.organization_id),
                 ("BRIDGE_BIRD_WORKSPACE_ID", config.bird.workspace_id),
-                ("BRIDGE_WEBHOOK_PUBLIC_URL", config.webhook.public_url),
-            )
-            if not value
-        ]
+            ]
+        problems = [f"{name}: required" for name, value in required if not value]
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:
@@ -132,21 +132,34 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     logs.configure(fmt="console", level="warning", secrets=config.secrets())
     _warn_unknown_settings()
 
-    async def ensure() -> list[str]:
+    async def ensure() -> list[Report]:
         async with BirdClient(config.bird, Metrics()) as bird:
-            return await ensure_subscriptions(config, bird, webhook_path=WEBHOOK_PATH)
+            return await ensure_every_workspace(config, bird, webhook_path=WEBHOOK_PATH)
 
-    from bridge.errors import BirdError
-
-    try:
-        lines = asyncio.run(ensure())
-    except BirdError as exc:
-        where = ""
-        if exc.code == "bird_unavailable":
-            where = f" at {config.bird.api_url} (BRIDGE_BIRD_API_URL)"
-        raise StartupError(f"{exc.message}{where}") from exc
-    for line in lines:
-        print(line)
+    reports = asyncio.run(ensure())
+    if not config.bird.workspaces_from_file:
+        (report,) = reports
+        if report.error is not None:
+            where = ""
+            if report.error_code == "bird_unavailable":
+                where = f" at {config.bird.api_url} (BRIDGE_BIRD_API_URL)"
+            raise StartupError(f"{report.error}{where}")
+        for line in report.lines:
+            print(line)
+        return 0
+    # Several workspaces: one failing does not stop the others; each gets a summary line.
+    for report in reports:
+        for line in report.lines:
+            print(f"workspace {report.workspace_id}: {line}")
+        print(report.summary(), flush=True)
+    failed = [report.workspace_id for report in reports if report.error is not None]
+    if failed:
+        print(
+            f"bridge subscriptions ensure: {len(failed)} of {len(reports)} workspaces failed: "
+            + ", ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -200,13 +213,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     try:
         config = load_config()
         workspaces = list(args.workspace or [])
-        if not workspaces and config.bird.workspace_id:
-            workspaces = [config.bird.workspace_id]
+        if not workspaces:  # every configured workspace
+            workspaces = [workspace.id for workspace in config.workspaces]
         problems = []
-        if config.bird.access_key is None:
+        if config.bird.access_key is None and not config.bird.workspaces_from_file:
             problems.append("BRIDGE_BIRD_ACCESS_KEY: required")
         if not workspaces:
-            problems.append("BRIDGE_BIRD_WORKSPACE_ID: required (or --workspace)")
+            problems.append(
+                "BRIDGE_BIRD_WORKSPACE_ID or BRIDGE_WORKSPACES_FILE: required (or --workspace)"
+            )
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import tomllib
 import types
 import typing
@@ -18,37 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridge.errors import ConfigError
+from bridge.secret import SECRET_MIN_LENGTH as SECRET_MIN_LENGTH
+from bridge.secret import Secret as Secret
+from bridge.workspaces import WORKSPACES_FILE, Workspace, read_workspaces_file
 
 Role = Literal["ingest", "commands"]
 ROLES: tuple[Role, ...] = ("ingest", "commands")
-
-
-class Secret:
-    """A string that never shows itself in ``repr``/``str``; call ``reveal()`` to use it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-# Shorter values are placeholders or typos, not secrets; and redacting them from logs
-# would mark every place the same few characters appear.
-SECRET_MIN_LENGTH = 8
 
 
 def env(
@@ -117,6 +93,21 @@ class BirdConfig:
     rate_post_per_s: float = env("BIRD_RATE_POST_PER_S", minimum=0.1)
     retry_base_s: float = env("BIRD_RETRY_BASE_S", minimum=0.0)
     retry_cap_s: float = env("BIRD_RETRY_CAP_S", minimum=0.0)
+    workspaces_file: str | None = env("WORKSPACES_FILE")
+    # Filled by ``load``: the file's workspaces, else the one the single-workspace
+    # variables describe (when BRIDGE_BIRD_WORKSPACE_ID is set).
+    workspaces: tuple[Workspace, ...] = ()
+
+    @property
+    def workspaces_from_file(self) -> bool:
+        """Several workspaces, each with its own keys (contract 12); otherwise one access
+        key and one signing key serve whatever workspace a command or webhook names (v1)."""
+        return self.workspaces_file is not None
+
+    @functools.cached_property
+    def workspace_ids(self) -> frozenset[str] | None:
+        """The workspaces commands may name; None: any (one access key serves all, v1)."""
+        return frozenset(w.id for w in self.workspaces) if self.workspaces_from_file else None
 
 
 @dataclass(frozen=True)
@@ -163,20 +154,28 @@ class Config:
     log_level: str = env("LOG_LEVEL", choices=("debug", "info", "warning", "error"))
     shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_S", minimum=0.1)
 
+    @property
+    def workspaces(self) -> tuple[Workspace, ...]:
+        """Every configured Bird workspace (reconciliation and subscriptions cover each)."""
+        return self.bird.workspaces
+
     def secrets(self) -> list[str]:
         """Every secret value in this config, for redaction."""
-        return [
+        found = [
             value.reveal()
             for section in (self.kafka, self.bird, self.webhook)
             for value in vars(section).values()
             if isinstance(value, Secret) and value.reveal()
         ]
+        found.extend(key for workspace in self.workspaces for key in workspace.secrets())
+        return list(dict.fromkeys(found))
 
     def require(self, roles: Sequence[Role]) -> None:
         """Check what a role needs beyond the defaults; raise one ``ConfigError`` for all."""
         problems: list[str] = []
+        several = self.bird.workspaces_from_file
         if "ingest" in roles and not self.webhook.insecure:
-            if self.webhook.signing_key is None:
+            if self.webhook.signing_key is None and not several:
                 problems.append(
                     "BRIDGE_WEBHOOK_SIGNING_KEY: required to verify Bird's webhooks "
                     "(or set BRIDGE_WEBHOOK_INSECURE=true to accept unsigned requests)"
@@ -185,18 +184,24 @@ class Config:
                 problems.append(
                     "BRIDGE_WEBHOOK_PUBLIC_URL: required, Bird signs the URL it posts to"
                 )
-        if "commands" in roles and self.bird.access_key is None:
+        if "commands" in roles and self.bird.access_key is None and not several:
             problems.append("BRIDGE_BIRD_ACCESS_KEY: required for the commands role")
         if (
             "commands" in roles
             and self.commands.reconcile_interval_s > 0
             and not self.bird.workspace_id
+            and not several
         ):
             problems.append(
                 "BRIDGE_BIRD_WORKSPACE_ID: required when BRIDGE_RECONCILE_INTERVAL_S > 0 "
                 "(the workspace to reconcile)"
             )
-        if self.webhook.ensure_subscriptions:
+        if self.webhook.ensure_subscriptions and several:
+            if not self.webhook.public_url:
+                problems.append(
+                    "BRIDGE_WEBHOOK_PUBLIC_URL: required when BRIDGE_ENSURE_SUBSCRIPTIONS=true"
+                )
+        elif self.webhook.ensure_subscriptions:
             for name, value in (
                 ("BRIDGE_BIRD_ACCESS_KEY", self.bird.access_key),
                 ("BRIDGE_BIRD_ORGANIZATION_ID", self.bird.organization_id),
@@ -368,8 +373,8 @@ def _as_text(value: object) -> str:
 
 
 def _known(key: str) -> bool:
-    base = key.removesuffix("_FILE")
-    return base in DEFAULTS or base in _optional_names()
+    names = DEFAULTS.keys() | _optional_names()
+    return key in names or key.removesuffix("_FILE") in names
 
 
 def _optional_names() -> set[str]:
@@ -424,6 +429,60 @@ def load(environ: Mapping[str, str]) -> Config:
             top[f.name] = _parse(source.get(name, DEFAULTS[name]), hints[f.name], f.metadata)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+    from_file = _workspaces_file(source, problems)
     if problems:
         raise ConfigError(problems)
+    sections["bird"] = _with_workspaces(sections["bird"], sections["webhook"], from_file)
     return Config(**sections, **top)
+
+
+# Single-workspace variables that the workspaces file replaces (its tables hold them).
+_PER_WORKSPACE_NAMES = (
+    "BRIDGE_BIRD_ACCESS_KEY",
+    "BRIDGE_BIRD_ORGANIZATION_ID",
+    "BRIDGE_WEBHOOK_SIGNING_KEY",
+    "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS",
+)
+
+
+def _workspaces_file(
+    source: Mapping[str, str], problems: list[str]
+) -> tuple[Workspace, ...] | None:
+    """The workspaces of ``BRIDGE_WORKSPACES_FILE`` (None when unset); its problems and
+    those of variables it conflicts with go to ``problems``."""
+    path = source.get(WORKSPACES_FILE)
+    if not path:
+        return None
+    problems.extend(
+        f"{name}: not used with {WORKSPACES_FILE}; set it per workspace in that file"
+        for name in _PER_WORKSPACE_NAMES
+        if source.get(name) or source.get(f"{name}_FILE")
+    )
+    try:
+        workspaces = read_workspaces_file(path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    default = source.get("BRIDGE_BIRD_WORKSPACE_ID")
+    if default and default not in {w.id for w in workspaces}:
+        problems.append(
+            f"BRIDGE_BIRD_WORKSPACE_ID: {default!r} is not a workspace of {WORKSPACES_FILE}"
+        )
+    return workspaces
+
+
+def _with_workspaces(
+    bird: BirdConfig, webhook: WebhookConfig, from_file: tuple[Workspace, ...] | None
+) -> BirdConfig:
+    if from_file is not None:
+        return dataclasses.replace(bird, workspaces=from_file)
+    if not bird.workspace_id:
+        return bird
+    single = Workspace(
+        id=bird.workspace_id,
+        organization_id=bird.organization_id,
+        access_key=bird.access_key,
+        signing_key=webhook.signing_key,
+        signing_key_previous=webhook.signing_key_previous,
+    )
+    return dataclasses.replace(bird, workspaces=(single,))

@@ -6,7 +6,9 @@
     ├── WebhookRejected              an inbound webhook we refuse (4xx, with a reason)
     │   ├── PayloadTooLarge          413
     │   ├── BadSignature             401
-    │   │   └── SignatureMismatch    well-formed, but matches no key (logged with the URLs)
+    │   │   ├── SignatureMismatch    well-formed, but matches no key (logged with the URLs)
+    │   │   └── WorkspaceMismatch    signed for one workspace, the event names another
+    │   ├── UnknownWorkspace         404 (a workspace this bridge does not serve)
     │   ├── BadPayload               400
     │   ├── RequestTimeout           408 (body not received in time)
     │   └── TooManyRequests          429 (inbound rate limit, with Retry-After)
@@ -77,6 +79,22 @@ class SignatureMismatch(BadSignature):
     one Bird signed (trailing slash, host, scheme), or the key is not the subscription's."""
 
     reason = "signature does not match"
+
+
+class WorkspaceMismatch(BadSignature):
+    """Signed with one workspace's key, but the event names another workspace: a key is
+    only good for its own workspace's events (contract 12)."""
+
+    reason = "the event names another workspace than the one it is signed for"
+    outcome = "workspace_mismatch"
+
+
+class UnknownWorkspace(WebhookRejected):
+    """The path names a workspace this bridge is not configured for."""
+
+    http_status = 404
+    reason = "unknown workspace"
+    outcome = "unknown_workspace"
 
 
 class BadPayload(WebhookRejected):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
@@ -55,8 +56,21 @@ def cloud_event(
     return event
 
 
+def encode(event: msgspec.Struct | Mapping[str, Any]) -> bytes:
+    """A record value: the structs of bridge/messages.py as builtins (fields in declaration
+    order, under their wire names, ``UNSET`` ones left out), encoded by orjson. Not
+    ``msgspec.json.encode``: it writes numbers differently (``1e16`` where orjson writes
+    ``1e+16``), and orjson's bytes are the ones consumers and ledgers already hold.
+    orjson also refuses nesting over 254 levels (``JSONEncodeError``): the webhook
+    answers that with 400."""
+    return orjson.dumps(msgspec.to_builtins(event) if isinstance(event, msgspec.Struct) else event)
+
+
 def to_record(
-    event: Mapping[str, Any] | orjson.Fragment, *, key: str | None, correlation_id: str | None
+    event: msgspec.Struct | Mapping[str, Any] | orjson.Fragment,
+    *,
+    key: str | None,
+    correlation_id: str | None,
 ) -> Record:
     """The Kafka record of an event (a ``Fragment`` is already-encoded JSON, sent as is)."""
     headers: list[tuple[str, bytes]] = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
@@ -64,6 +78,6 @@ def to_record(
         headers.append(("correlation-id", correlation_id.encode()))
     return Record(
         key=key.encode() if key is not None else None,
-        value=orjson.dumps(event),
+        value=orjson.dumps(event) if isinstance(event, orjson.Fragment) else encode(event),
         headers=tuple(headers),
     )

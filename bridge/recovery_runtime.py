@@ -19,7 +19,9 @@ class Recovery:
     ) -> None:
         self.loop: ReconcileLoop | None = None
         interval = config.commands.reconcile_interval_s
-        workspaces = [config.bird.workspace_id] if config.bird.workspace_id else []
+        # Every configured workspace (contract 12): the file's, else the one of the
+        # single-workspace variables.
+        workspaces = [workspace.id for workspace in config.workspaces]
         if interval > 0 and workspaces:
             reconciler = Reconciler(config, bird, publisher, metrics)
             self.loop = ReconcileLoop(reconciler, interval, workspaces)

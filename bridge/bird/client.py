@@ -1,7 +1,8 @@
 """The aiohttp client for Bird's Connectors, Channels and Notifications APIs (I/O).
 
-One shared session; ``Authorization: AccessKey``; per-request timeouts; an outbound
-rate limiter per workspace; retries with backoff within the caller's deadline. Every
+One shared session; ``Authorization: AccessKey``, with several workspaces (contract 12)
+the key of the workspace's organization; per-request timeouts; an outbound rate limiter
+per workspace; retries with backoff within the caller's deadline. Every
 failure leaves here as a ``BirdError``: ``BirdRejected`` (4xx), ``BirdUnavailable`` (429,
 no connection made, deadline passed) or ``BirdOutcomeUnknown`` (timeout, 5xx, connection
 lost mid-request). Non-idempotent calls (create) are retried only where Bird cannot have
@@ -60,17 +61,26 @@ def _error_from_response(status: int, body: bytes, operation: str) -> BirdError:
 
 class BirdClient:
     def __init__(self, config: BirdConfig, metrics: Metrics) -> None:
-        if config.access_key is None:
+        if config.access_key is None and not config.workspaces_from_file:
             raise ValueError("BirdClient needs an access key")
         self.config = config
         self.metrics = metrics
         self.base = config.api_url.rstrip("/")
         self.backoff = Backoff(config.retry_base_s, config.retry_cap_s)
         self._headers = {
-            "Authorization": f"AccessKey {config.access_key.reveal()}",
             "Accept": "application/json",
             "User-Agent": f"channel-bridge/{__version__}",
         }
+        # One access key for every workspace (v1), or each workspace its own (contract 12).
+        self._auth: dict[str, dict[str, str]] | None = None
+        if config.workspaces_from_file:
+            self._auth = {
+                w.id: {"Authorization": f"AccessKey {w.access_key.reveal()}"}
+                for w in config.workspaces
+                if w.access_key is not None
+            }
+        elif config.access_key is not None:
+            self._headers["Authorization"] = f"AccessKey {config.access_key.reveal()}"
         self._session: aiohttp.ClientSession | None = None
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
 
@@ -130,6 +140,11 @@ class BirdClient:
     ) -> tuple[int, Any]:
         """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes."""
         assert self._session is not None, "BirdClient.start() first"
+        auth: dict[str, str] | None = None
+        if self._auth is not None:
+            auth = self._auth.get(workspace)
+            if auth is None:
+                raise BirdRejected(f"{operation}: workspace {workspace!r} is not configured")
         retry = Retry(self.backoff)
         last: BirdError | None = None  # Bird's last answer says more than "deadline passed"
         while True:
@@ -145,7 +160,12 @@ class BirdClient:
             try:
                 timeout = aiohttp.ClientTimeout(total=min(self.config.request_timeout_s, remaining))
                 async with self._session.request(
-                    method, self.base + path, json=json, params=params, timeout=timeout
+                    method,
+                    self.base + path,
+                    json=json,
+                    params=params,
+                    headers=auth,
+                    timeout=timeout,
                 ) as response:
                     body = await response.read()
                     status_label = str(response.status)

@@ -9,7 +9,7 @@ bridge/messages.py (msgspec). Every refusal is an ``InvalidCommand`` naming the 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,8 +166,14 @@ def _too_deep(connector: Mapping[str, Any]) -> str:
     return "connector"
 
 
-def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> Command:
-    """Validate one command record's value."""
+def parse_command(
+    value: bytes | None,
+    *,
+    default_workspace_id: str | None,
+    workspaces: Container[str] | None = None,
+) -> Command:
+    """Validate one command record's value; ``workspaces``: the ones a command may name
+    (None: any)."""
     if value is None:
         raise InvalidCommand("$", "record has no value")
     try:
@@ -184,10 +190,12 @@ def parse_command(value: bytes | None, *, default_workspace_id: str | None) -> C
         message: CommandMessage = msgspec.convert(raw, CommandMessage)
     except msgspec.ValidationError as exc:
         raise _refusal(exc, raw, command_id) from None
-    return _command(message, default_workspace_id)
+    return _command(message, default_workspace_id, workspaces)
 
 
-def _command(message: CommandMessage, default_workspace_id: str | None) -> Command:
+def _command(
+    message: CommandMessage, default_workspace_id: str | None, workspaces: Container[str] | None
+) -> Command:
     command_id = message.command_id
     connector_id: str | None = None
     template_ref: str | None = None
@@ -210,6 +218,13 @@ def _command(message: CommandMessage, default_workspace_id: str | None) -> Comma
         raise InvalidCommand(
             "workspaceId",
             "is required (no default workspace is configured)",
+            command_id,
+            action=action,
+        )
+    if workspaces is not None and workspace_id not in workspaces:
+        raise InvalidCommand(
+            "workspaceId",
+            f"{_echo(workspace_id)!r} is not a workspace this bridge serves",
             command_id,
             action=action,
         )

@@ -7,14 +7,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
 import orjson
+from msgspec import UNSET
 
 from bridge.dlq.select import KEPT_ON_DEAD_LETTER
-from bridge.events import Record, cloud_event, rfc3339, to_record
+from bridge.events import Record, encode, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
+from bridge.messages import DATA_CONTENT_TYPE, SPEC_VERSION, ResultData, ResultError, ResultEvent
+from bridge.messages import Status as Status
 
-Status = Literal["accepted", "succeeded", "failed"]
-SOURCE = "bird-bridge"
+SOURCE: Literal["bird-bridge"] = "bird-bridge"
 MAX_REASON = 1000  # characters of a dead letter's dlq-reason
 
 
@@ -32,25 +35,37 @@ def result_value(
 ) -> bytes:
     """The result CloudEvent, encoded once: these bytes are published, kept in the ledger
     and published again for a command seen again."""
-    data: dict[str, Any] = {"commandId": command_id, "action": action, "status": status}
-    if connector is not None:
-        data["connector"] = connector
-    if channel is not None:
-        data["channel"] = channel
-    if connectors is not None:
-        data["connectors"] = connectors
-    if extra:
-        data.update(extra)
-    data["error"] = dict(error) if error is not None else None
-    event = cloud_event(
-        event_id=str(uuid.uuid4()),
+    data = ResultData(
+        command_id=command_id,
+        action=action,
+        status=status,
+        connector=dict(connector) if connector is not None else UNSET,
+        channel=dict(channel) if channel is not None else UNSET,
+        connectors=[dict(c) for c in connectors] if connectors is not None else UNSET,
+        error=msgspec.convert(error, ResultError) if error is not None else None,
+        **_delete_fields(extra or {}),
+    )
+    event = ResultEvent(
+        specversion=SPEC_VERSION,
+        id=str(uuid.uuid4()),
         source=SOURCE,
-        type_=f"com.bird.bridge.connector.{action}.{status}",
+        type=f"com.bird.bridge.connector.{action}.{status}",
         subject=command_id,
         time=rfc3339(now),
+        datacontenttype=DATA_CONTENT_TYPE,
         data=data,
     )
-    return orjson.dumps(event)
+    return encode(event)
+
+
+def _delete_fields(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A delete result's ``connectorId`` / ``alreadyDeleted``, as ``ResultData`` names
+    them; any other name is a programming error, refused here rather than dropped."""
+    names = {"connectorId": "connector_id", "alreadyDeleted": "already_deleted"}
+    unknown = sorted(set(extra) - set(names))
+    if unknown:
+        raise ValueError(f"result fields not in ResultData: {unknown}")
+    return {names[key]: value for key, value in extra.items()}
 
 
 def result_record(*, command_id: str, **fields: Any) -> Record:

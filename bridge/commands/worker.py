@@ -264,7 +264,9 @@ class CommandWorker:
         started = time.perf_counter()
         try:
             command = parse_command(
-                record.value, default_workspace_id=self.config.bird.workspace_id
+                record.value,
+                default_workspace_id=self.config.bird.workspace_id,
+                workspaces=self.config.bird.workspace_ids,
             )
         except InvalidCommand as exc:
             await self._reject(record, exc, bound)

@@ -1,11 +1,14 @@
-"""``POST /webhooks/bird``: read (bounded) -> verify -> normalize -> publish -> 204. Thin I/O."""
+"""``POST /webhooks/bird[/{workspaceId}]``: read (bounded) -> verify -> normalize -> publish
+-> 204. Thin I/O. With several workspaces (contract 12) the path names the workspace, whose
+keys alone verify the request: one dict lookup, whatever the number of workspaces."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -18,6 +21,8 @@ from bridge.errors import (
     RequestTimeout,
     SignatureMismatch,
     TooManyRequests,
+    UnknownWorkspace,
+    WorkspaceMismatch,
 )
 from bridge.events import Record
 from bridge.ingest.dedupe import DedupeWindow
@@ -33,6 +38,7 @@ from bridge.ingest.verify import (
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
 from bridge.ratelimit import KeyedLimiter
+from bridge.workspaces import webhook_url
 
 log = structlog.get_logger("bridge.ingest")
 
@@ -62,6 +68,21 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"body exceeds {limit} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceTarget:
+    """What verifies one workspace's webhooks: its keys and the URL Bird signs (None: the
+    request's own URL, for an insecure bridge without a public URL)."""
+
+    keys: tuple[str, ...]
+    url: str | None
+
+
+def claimed_workspace(body: dict[str, object]) -> object:
+    """The workspace a webhook body names (``payload.workspaceId``), if any."""
+    payload = body.get("payload")
+    return payload.get("workspaceId") if isinstance(payload, dict) else None
 
 
 def _is_json(content_type: str) -> bool:
@@ -103,6 +124,19 @@ class WebhookIngest:
             on_duplicate=metrics.webhook_duplicates.inc,
             clock=clock,
         )
+        # Several workspaces: each path /webhooks/bird/{id} is verified with its keys only.
+        self.several = config.bird.workspaces_from_file
+        public_url = self.webhook.public_url
+        self.workspaces = (
+            {
+                w.id: WorkspaceTarget(
+                    w.signing_keys, webhook_url(public_url, w.id) if public_url else None
+                )
+                for w in config.bird.workspaces
+            }
+            if self.several
+            else {}
+        )
         metrics.webhook_deliveries_in_flight.set_function(lambda: len(self.deliveries))
         rate = self.webhook.rate_limit_per_s
         self.limiter = KeyedLimiter(rate) if rate > 0 else None
@@ -119,6 +153,25 @@ class WebhookIngest:
         return request.remote or "unknown"
 
     async def handle(self, request: web.Request) -> web.Response:
+        """``/webhooks/bird``: the one signing key decides, whatever workspace the body
+        names (v1, contract 12)."""
+        self._admit(request)
+        if self.several:
+            raise UnknownWorkspace(
+                "this bridge serves several workspaces: Bird posts to /webhooks/bird/<workspaceId>"
+            )
+        return await self._receive(request, self.keys, self.webhook.public_url, None)
+
+    async def handle_workspace(self, request: web.Request) -> web.Response:
+        """``/webhooks/bird/{workspace}``: that workspace's keys alone decide."""
+        self._admit(request)
+        workspace_id = request.match_info["workspace"]
+        target = self.workspaces.get(workspace_id)
+        if target is None:
+            raise UnknownWorkspace
+        return await self._receive(request, target.keys, target.url, workspace_id)
+
+    def _admit(self, request: web.Request) -> None:
         request_id = request.headers.get(REQUEST_ID_HEADER)
         if request_id is not None:
             request[REQUEST_ID] = request_id
@@ -126,6 +179,15 @@ class WebhookIngest:
             wait = self.limiter.try_acquire(self.client_address(request), self.clock())
             if wait > 0:
                 raise TooManyRequests(math.ceil(wait))
+
+    async def _receive(
+        self,
+        request: web.Request,
+        keys: Sequence[str],
+        signed_url: str | None,
+        workspace_id: str | None,
+    ) -> web.Response:
+        request_id = request.get(REQUEST_ID)
         try:
             async with asyncio.timeout(self.webhook.read_timeout_s):
                 body = await read_body(request, self.webhook.max_body_bytes)
@@ -134,15 +196,15 @@ class WebhookIngest:
                 f"body not received within {self.webhook.read_timeout_s:g}s"
             ) from None
         self.metrics.webhook_body_bytes.observe(len(body))
-        if not self.webhook.insecure or self.keys:
-            url = self.webhook.public_url or str(request.url)
+        if not self.webhook.insecure or keys:
+            url = signed_url or str(request.url)
             try:
                 verify_signature(
                     signatures=request.headers.getall(SIGNATURE_HEADER, []),
                     timestamps=request.headers.getall(TIMESTAMP_HEADER, []),
                     url=url,
                     body=body,
-                    keys=self.keys,
+                    keys=keys,
                 )
             except SignatureMismatch:
                 # Bird signs the subscription URL exactly as registered: a trailing slash,
@@ -164,11 +226,16 @@ class WebhookIngest:
             if traceparent
             else ()
         )
+        parsed = parse_body(body)
+        if workspace_id is not None:
+            claimed = claimed_workspace(parsed)
+            if claimed is not None and claimed != workspace_id:
+                raise WorkspaceMismatch
         record = normalize_event(
-            parse_body(body),
+            parsed,
             raw_body=body,
             request_id=request_id,
-            default_workspace_id=self.config.bird.workspace_id,
+            default_workspace_id=workspace_id or self.config.bird.workspace_id,
             received_at=datetime.now(UTC),
             origin="webhook",
             trace=trace,

@@ -11,27 +11,29 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import orjson
+from msgspec import UNSET
 
 from bridge.errors import BadPayload
-from bridge.events import Record, cloud_event, rfc3339, to_record
+from bridge.events import Record, rfc3339, to_record
+from bridge.messages import DATA_CONTENT_TYPE, SPEC_VERSION, ChannelEvent, ChannelEventData
+from bridge.messages import Origin as Origin
 
-Origin = Literal["webhook", "reconcile"]
-
-# Normalized field -> where Bird's channel payload carries it (bird-api.md 3, 4.6).
+# Normalized field (ChannelEventData's) -> where Bird's channel payload carries it
+# (bird-api.md 3, 4.6).
 _FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("channelId", ("id", "channelId")),
-    ("connectorId", ("connectorId",)),
-    ("workspaceId", ("workspaceId",)),
+    ("channel_id", ("id", "channelId")),
+    ("connector_id", ("connectorId",)),
+    ("workspace_id", ("workspaceId",)),
     ("platform", ("platformId", "platform")),
     ("status", ("status",)),
     ("identifier", ("identifier",)),
     ("name", ("name",)),
-    ("createdAt", ("createdAt",)),
-    ("updatedAt", ("updatedAt",)),
+    ("created_at", ("createdAt",)),
+    ("updated_at", ("updatedAt",)),
 )
 
 
@@ -93,42 +95,43 @@ def normalize_event(
     ``trace`` holds the W3C Trace Context headers the record carries (``trace.py``)."""
     payload = body.get("payload")
     fields = payload if isinstance(payload, Mapping) else {}
-    data: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     for name, sources in _FIELDS:
         for source in sources:
             value = fields.get(source)
             if value is not None:
-                data[name] = value
+                found[name] = value
                 break
-    if "workspaceId" not in data and default_workspace_id:
-        data["workspaceId"] = default_workspace_id
-    data["raw"] = payload if "payload" in body else dict(body)
+    if "workspace_id" not in found and default_workspace_id:
+        found["workspace_id"] = default_workspace_id
+    data = ChannelEventData(raw=payload if "payload" in body else dict(body), **found)
 
     event_name = _text(body.get("event")) or "unknown"
     service = _text(body.get("service"))
-    workspace_id = _text(data.get("workspaceId"))
-    channel_id = _text(data.get("channelId"))
+    workspace_id = _text(found.get("workspace_id"))
+    channel_id = _text(found.get("channel_id"))
     time = (
-        event_time(data.get("updatedAt"))
-        or event_time(data.get("createdAt"))
+        event_time(found.get("updated_at"))
+        or event_time(found.get("created_at"))
         or rfc3339(received_at)
     )
-    extensions = (
-        {"birdservice": service, "birdorigin": origin} if service else {"birdorigin": origin}
-    )
-    event = cloud_event(
-        event_id=event_id(request_id, raw_body),
+    event = ChannelEvent(
+        specversion=SPEC_VERSION,
+        id=event_id(request_id, raw_body),
         source=event_source(workspace_id),
-        type_=f"com.bird.{event_name}",
-        subject=channel_id,
+        type=f"com.bird.{event_name}",
+        subject=channel_id if channel_id is not None else UNSET,
         time=time,
+        datacontenttype=DATA_CONTENT_TYPE,
+        birdservice=service if service else UNSET,
+        birdorigin=origin,
         data=data,
-        extensions=extensions,
     )
     try:
         record = to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
-    except orjson.JSONEncodeError:
-        # orjson reads 1024 levels of nesting but writes at most 254.
+    except (orjson.JSONEncodeError, RecursionError):
+        # orjson reads 1024 levels of nesting but writes at most 254; msgspec.to_builtins
+        # (events.encode) stops at Python's recursion limit first when it is deeper still.
         raise BadPayload("body nests too deeply to be published") from None
     if trace:
         record = Record(key=record.key, value=record.value, headers=record.headers + trace)

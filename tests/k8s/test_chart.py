@@ -89,6 +89,8 @@ def test_ci_values_sets_cover_the_documented_shapes() -> None:
         "commands-only-values.yaml",
         "ingest-only-values.yaml",
         "sasl-values.yaml",
+        "workspaces-values.yaml",
+        "workspaces-inline-values.yaml",
     }
     assert expected <= set(CI_VALUES)
 
@@ -292,6 +294,12 @@ def test_configmap_is_a_configuration_the_bridge_accepts(values_name: str, tmp_p
                 secret_file.write_text(chart_secret.get(key, f"value-of-{key}"), encoding="utf-8")
                 environ[env["name"]] = str(secret_file)
         environ.pop("BRIDGE_KAFKA_SSL_CAFILE", None)  # a mounted path, not a file here
+        if "BRIDGE_WORKSPACES_FILE" in environ:  # the chart's Secret, or one outside it
+            rendered_file = chart_secret.get(Path(environ["BRIDGE_WORKSPACES_FILE"]).name)
+            path = sample_workspaces_file(tmp_path)
+            if rendered_file is not None:
+                path.write_text(rendered_file, encoding="utf-8")
+            environ["BRIDGE_WORKSPACES_FILE"] = str(path)
         loaded = bridge_config.load(environ)
         loaded.require([role])  # type: ignore[list-item]
         assert loaded.http_port == container["ports"][0]["containerPort"]
@@ -322,6 +330,62 @@ def test_each_role_mounts_exactly_the_secret_keys_it_reads(values_name: str) -> 
         for secret in chart_secrets:
             assert volumes["secrets"]["secret"]["secretName"] == secret["metadata"]["name"]
             assert items <= set(secret["data"])
+
+
+def sample_workspaces_file(folder: Path) -> Path:
+    """A workspaces file as the Secret of ci/workspaces-values.yaml would hold it."""
+    (folder / "customer-a.access").write_text("access-key-of-customer-a")
+    path = folder / "workspaces.toml"
+    path.write_text(
+        '[[workspace]]\nid = "ws-a"\norganizationId = "org-a"\n'
+        'accessKeyFile = "customer-a.access"\nsigningKey = "signing-key-of-ws-a"\n'
+    )
+    return path
+
+
+def test_workspaces_come_from_their_secrets_and_replace_the_single_keys() -> None:
+    rendered = render_ci("workspaces-values.yaml")
+    assert rendered.of_kind("Secret") == []
+    data = configmap_data(rendered)
+    assert data["BRIDGE_WORKSPACES_FILE"] == "/etc/channel-bridge/workspaces/workspaces.toml"
+    assert "BRIDGE_BIRD_ORGANIZATION_ID" not in data
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = list(containers(deployment))
+        assert not [e for e in container.get("env", []) if e["name"].endswith("_FILE")]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "workspaces")
+        assert (mount["mountPath"], mount["readOnly"]) == ("/etc/channel-bridge/workspaces", True)
+        volume = next(v for v in pod["volumes"] if v["name"] == "workspaces")
+        assert [s["secret"]["name"] for s in volume["projected"]["sources"]] == [
+            "bird-workspaces",
+            "bird-workspace-customer-a",
+            "bird-workspace-customer-b",
+        ]
+        assert "checksum/workspaces" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_workspaces_in_values_become_the_chart_workspaces_file(tmp_path: Path) -> None:
+    rendered = render_ci("workspaces-inline-values.yaml")
+    (secret,) = rendered.of_kind("Secret")
+    assert secret["metadata"]["name"] == component_name("workspaces")
+    path = tmp_path / "workspaces.toml"
+    path.write_bytes(base64.b64decode(secret["data"]["workspaces.toml"]))
+    workspaces = bridge_config.load({"BRIDGE_WORKSPACES_FILE": str(path)}).workspaces
+    assert [w.organization_id for w in workspaces] == [
+        "9a1f0a4e-2222-4222-8222-222222222222",
+        "c3b20a4e-4444-4444-8444-444444444444",
+    ]
+    assert workspaces[1].signing_keys == (
+        "signing-key-of-workspace-two",
+        'signing-key-of-workspace-two-old "quoted"',
+    )
+    for deployment in deployments(rendered):
+        volume = next(
+            v
+            for v in deployment["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == "workspaces"
+        )
+        assert volume["projected"]["sources"] == [{"secret": {"name": secret["metadata"]["name"]}}]
 
 
 def test_existing_secret_suppresses_the_chart_secret() -> None:
@@ -433,13 +497,17 @@ def test_only_the_webhook_path_is_exposed(values_name: str) -> None:
     rendered = render_ci(values_name)
     for ingress in rendered.of_kind("Ingress"):
         paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-        assert [(p["path"], p["pathType"]) for p in paths] == [("/webhooks/bird", "Exact")] * len(
+        # Several workspaces: /webhooks/bird/<workspaceId> too (Prefix matches whole segments).
+        several = "workspaces" in values_name
+        kind = "Prefix" if several else "Exact"
+        assert [(p["path"], p["pathType"]) for p in paths] == [("/webhooks/bird", kind)] * len(
             ingress["spec"]["rules"]
         )
         assert paths[0]["backend"]["service"]["name"] == component_name("ingest")
     for route in rendered.of_kind("HTTPRoute"):
         matches = [m for rule in route["spec"]["rules"] for m in rule["matches"]]
-        assert matches == [{"path": {"type": "Exact", "value": "/webhooks/bird"}, "method": "POST"}]
+        kind = "PathPrefix" if "workspaces" in values_name else "Exact"
+        assert matches == [{"path": {"type": kind, "value": "/webhooks/bird"}, "method": "POST"}]
 
 
 @each_ci_values
@@ -513,6 +581,27 @@ def test_helm_test_pod_gets_healthz_through_the_ingest_service() -> None:
         ({"ingest": {"enabled": False}, "commands": {"enabled": False}}, "nothing to deploy"),
         ({"ingress": {"enabled": True}}, "ingress.hosts"),
         ({"httpRoute": {"enabled": True}}, "httpRoute.parentRefs"),
+        (
+            {"workspaces": {"existingSecret": "w"}, "config": {"bird": {"organizationId": "o"}}},
+            "config.bird.organizationId: leave it empty with workspaces",
+        ),
+        (
+            {
+                "workspaces": {
+                    "existingSecret": "w",
+                    "items": [
+                        {
+                            "id": "a",
+                            "organizationId": "o",
+                            "accessKey": "access-key",
+                            "signingKey": "signing-key",
+                        }
+                    ],
+                }
+            },
+            "give the workspaces one way, not both",
+        ),
+        ({"workspaces": {"keySecrets": ["k"]}}, "workspaces.keySecrets needs"),
     ],
 )
 def test_render_refuses_incomplete_or_contradictory_values(

@@ -88,3 +88,16 @@ def test_a_cyclic_value_is_scrubbed_text_not_a_recursion_error() -> None:
     cyclic.append(cyclic)
     out = Redactor(["kq7-Zp4x"])(None, "info", {"event": "x", "value": cyclic})
     assert "kq7-Zp4x" not in str(out["value"])
+
+
+def test_many_secrets_are_found_by_prefix_with_the_same_results() -> None:
+    """Hundreds of workspaces bring a thousand keys: each is still replaced wherever it
+    appears, the longest first, and a part of one is left alone."""
+    keys = [f"workspace-{n:04d}-signing-key" for n in range(1000)]
+    longer = keys[7] + "-and-more"
+    redactor = Redactor([*keys, longer])
+    text = f"x{keys[999]}y {longer} {keys[0][:-1]} {keys[3]}"
+    expected = f"x{REDACTED}y {REDACTED} {keys[0][:-1]} {REDACTED}"
+    assert redactor.scrub(text) == expected
+    assert redactor.scrub_value({"k": [keys[42]]}) == {"k": [REDACTED]}
+    assert redactor.scrub("short") == "short"

@@ -49,6 +49,9 @@ spec:
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
         checksum/secret: {{ $secretChecksum }}
+        {{- if include "channel-bridge.workspacesSecret" $root }}
+        checksum/workspaces: {{ toJson $v.workspaces | sha256sum }}
+        {{- end }}
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -181,6 +184,11 @@ spec:
               mountPath: {{ include "channel-bridge.kafkaCaDir" $root }}
               readOnly: true
             {{- end }}
+            {{- if include "channel-bridge.workspacesSecret" $root }}
+            - name: workspaces
+              mountPath: {{ include "channel-bridge.workspacesDir" $root }}
+              readOnly: true
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -201,6 +209,16 @@ spec:
               {{- $key := include "channel-bridge.secretKey" (dict "root" $root "name" $secret) }}
               - key: {{ $key }}
                 path: {{ $key }}
+              {{- end }}
+        {{- end }}
+        {{- with include "channel-bridge.workspacesSecret" $root }}
+        - name: workspaces
+          projected:
+            defaultMode: 288  # 0440: owner and fsGroup read
+            sources:
+              {{- range $secret := prepend $v.workspaces.keySecrets . }}
+              - secret:
+                  name: {{ $secret }}
               {{- end }}
         {{- end }}
         {{- if $v.config.kafka.caSecret.name }}

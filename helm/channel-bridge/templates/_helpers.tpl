@@ -142,7 +142,9 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- define "channel-bridge.roleSecrets" -}}
 {{- $v := .root.Values -}}
 {{- $names := list -}}
-{{- if eq .component "ingest" -}}
+{{- if include "channel-bridge.workspacesSecret" .root -}}
+{{- /* several workspaces: their keys come with the workspaces file */ -}}
+{{- else if eq .component "ingest" -}}
 {{- if not $v.config.webhook.insecure -}}
 {{- $names = append $names "webhookSigningKey" -}}
 {{- end -}}
@@ -174,6 +176,16 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 
 {{/* Path where secret files are mounted. */}}
 {{- define "channel-bridge.secretsDir" -}}/etc/channel-bridge/secrets{{- end -}}
+{{- define "channel-bridge.workspacesDir" -}}/etc/channel-bridge/workspaces{{- end -}}
+
+{{/* The Secret with the workspaces file: existing, or the chart's from workspaces.items; empty: one workspace. */}}
+{{- define "channel-bridge.workspacesSecret" -}}
+{{- if .Values.workspaces.existingSecret -}}
+{{- .Values.workspaces.existingSecret -}}
+{{- else if .Values.workspaces.items -}}
+{{- printf "%s-workspaces" (include "channel-bridge.fullname" . | trunc 52 | trimSuffix "-") -}}
+{{- end -}}
+{{- end -}}
 {{- define "channel-bridge.kafkaCaDir" -}}/etc/channel-bridge/kafka-ca{{- end -}}
 
 {{/* Derived terminationGracePeriodSeconds of a role (drain + preStop + margin), validated override. */}}
@@ -255,7 +267,17 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- if and $v.ingest.enabled (not $v.config.webhook.insecure) -}}
 {{- $_ := required "config.webhook.publicUrl is required: Bird signs the URL it posts to (or set config.webhook.insecure=true)" $v.config.webhook.publicUrl -}}
 {{- end -}}
-{{- if $v.config.webhook.ensureSubscriptions -}}
+{{- if and $v.workspaces.existingSecret $v.workspaces.items -}}
+{{- fail "workspaces.items and workspaces.existingSecret: give the workspaces one way, not both" -}}
+{{- end -}}
+{{- if include "channel-bridge.workspacesSecret" . -}}
+{{- if $v.config.bird.organizationId -}}
+{{- fail "config.bird.organizationId: leave it empty with workspaces; each workspace names its organization in the workspaces file" -}}
+{{- end -}}
+{{- else if $v.workspaces.keySecrets -}}
+{{- fail "workspaces.keySecrets needs workspaces.existingSecret (the Secret with the workspaces file)" -}}
+{{- end -}}
+{{- if and $v.config.webhook.ensureSubscriptions (not (include "channel-bridge.workspacesSecret" .)) -}}
 {{- $_ := required "config.bird.organizationId is required with config.webhook.ensureSubscriptions" $v.config.bird.organizationId -}}
 {{- $_ := required "config.bird.workspaceId is required with config.webhook.ensureSubscriptions" $v.config.bird.workspaceId -}}
 {{- $_ := required "config.webhook.publicUrl is required with config.webhook.ensureSubscriptions" $v.config.webhook.publicUrl -}}
