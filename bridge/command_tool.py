@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Config
 from bridge.errors import StartupError
-from bridge.kafka.clients import common_settings, topic_partitions
+from bridge.kafka.clients import common_settings, diagnose, topic_partitions, where
 
 FINAL = ("succeeded", "failed")
 CATCH_UP_S = 10.0  # at most this long reading the results that were there before the send
@@ -148,6 +148,9 @@ async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: f
         # Stopping clients that never started is harmless and closes their connections.
         await consumer.stop()
         await producer.stop()
+        why = await diagnose(config.kafka)
+        if why.reached and why.reason:  # a broker refused these credentials
+            raise StartupError(f"cannot connect to {where(config.kafka)}: {why.reason}") from exc
         raise StartupError(
             f"cannot reach Kafka at {config.kafka.bootstrap_servers} "
             f"(BRIDGE_KAFKA_BOOTSTRAP_SERVERS): is `make run` running?"
