@@ -9,6 +9,7 @@ import datetime
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -164,6 +165,7 @@ class OidcProvider:
             "iat": now,
             "exp": now + lifetime_s,
             "scope": "kafka",
+            "jti": uuid.uuid4().hex,
         }
         signing_input = (
             f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"

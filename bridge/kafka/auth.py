@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import structlog
 from aiokafka.abc import AbstractTokenProvider
+from aiokafka.conn import AIOKafkaConnection, OAuthAuthenticator
 from aiokafka.errors import KafkaError
 
 from bridge.config import KafkaConfig, Secret
@@ -117,12 +118,14 @@ class OAuthTokenProvider(CachingTokenProvider):
         form = {"grant_type": "client_credentials"}
         if self.scope:
             form["scope"] = self.scope
-        auth = aiohttp.BasicAuth(self.client_id, self._secret.reveal())
+        # Not URL-encoded first, as Kafka's own client (sasl.oauthbearer.header.urlencode).
+        basic = f"{self.client_id}:{self._secret.reveal()}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(basic).decode("ascii")}
         where = f"OAuth token endpoint {self.url} (BRIDGE_KAFKA_OAUTH_TOKEN_ENDPOINT_URL)"
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)) as http,
-                http.post(self.url, data=form, auth=auth) as response,
+                http.post(self.url, data=form, headers=headers) as response,
             ):
                 body: Any = None
                 if response.content_type.endswith("json"):
@@ -182,6 +185,30 @@ class MskIamTokenProvider(CachingTokenProvider):
 def decode_msk_token(token: str) -> str:
     """The presigned URL inside an MSK IAM token (base64url without padding)."""
     return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+
+
+class _RefusableOAuthAuthenticator(OAuthAuthenticator):  # type: ignore[misc]
+    """aiokafka (0.14) takes any answer to the token as success. A broker refusing a token
+    answers with an error challenge (RFC 7628 3.2.2) and waits for %x01; only then does it
+    end the exchange with its error. Without that reply the client carries on, the broker
+    drops every request, and a bad token looks like a hang. With it, aiokafka raises
+    ``SaslAuthenticationFailed`` with the broker's reason."""
+
+    _acknowledged = False
+
+    async def step(self, payload: bytes | None) -> tuple[bytes, bool] | None:
+        if self._token_sent and payload and not self._acknowledged:
+            self._acknowledged = True
+            return b"\x01", True
+        result: tuple[bytes, bool] | None = await super().step(payload)
+        return result
+
+
+def _authenticator_oauth(self: AIOKafkaConnection) -> OAuthAuthenticator:
+    return _RefusableOAuthAuthenticator(sasl_oauth_token_provider=self._sasl_oauth_token_provider)
+
+
+AIOKafkaConnection.authenticator_oauth = _authenticator_oauth
 
 
 # One provider per Kafka config: every client of the process shares its token.

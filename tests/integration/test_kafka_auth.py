@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import orjson
 import pytest
 import structlog
 
-from bridge.config import Config
+from bridge.config import Config, Secret
 from tests.auth_helpers import OidcProvider, issue, make_ca
 from tests.bridge_helpers import RunningBridge, running_bridge
 from tests.command_helpers import command_client, command_env, create_command, fast_simulator
@@ -46,6 +47,25 @@ class Secured:
     cluster: KafkaCluster
     certs: Path
     oidc: OidcProvider
+
+    def scram_env(self, password: str = SCRAM_PASSWORD) -> dict[str, str]:
+        return {
+            "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "BRIDGE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "BRIDGE_KAFKA_SASL_USERNAME": SCRAM_USER,
+            "BRIDGE_KAFKA_SASL_PASSWORD": password,
+        }
+
+    def oauth_env(self, secret: str = OAUTH_SECRET) -> dict[str, str]:
+        return {
+            "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "BRIDGE_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+            "BRIDGE_KAFKA_OAUTH_TOKEN_ENDPOINT_URL": f"{self.oidc.url}/token",
+            "BRIDGE_KAFKA_OAUTH_CLIENT_ID": OAUTH_CLIENT,
+            "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET": secret,
+            "BRIDGE_KAFKA_OAUTH_SCOPE": "kafka",
+            "BRIDGE_KAFKA_OAUTH_EXTENSIONS": "logicalCluster=lkc-test",
+        }
 
     def mtls_env(self, client: str = "client") -> dict[str, str]:
         return {
@@ -89,6 +109,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         "sasl.oauthbearer.jwks.endpoint.url": jwks,
         "sasl.oauthbearer.expected.audience": oidc.audience,
         "sasl.oauthbearer.expected.issuer": oidc.issuer,
+        # A session lasts as long as its token: a client that does not re-authenticate
+        # (aiokafka) is disconnected then, and must connect again with a fresh token.
+        "listener.name.sasl.oauthbearer.connections.max.reauth.ms": "3600000",
     }
     cluster = KafkaCluster(
         directory / "kafka",
@@ -235,3 +258,88 @@ def test_bridge_run_with_a_wrong_key_password_stops_at_once(secured: Secured) ->
     assert_one_line(result, "BRIDGE_KAFKA_SSL_CERTFILE", "client.pem")
     assert result.returncode == 2
     assert "not-the-key-password" not in result.stderr
+
+
+# --- SASL/SCRAM-SHA-512 ------------------------------------------------------------------
+
+
+async def test_scram_produces_and_consumes(secured: Secured) -> None:
+    await produces_and_consumes(secured, "SASL", secured.scram_env())
+
+
+async def test_scram_with_a_wrong_password_is_refused(secured: Secured) -> None:
+    bootstrap = secured.cluster.listener_bootstrap("SASL")
+    config = bridge_config(bootstrap, **secured.scram_env("not-the-password"))
+    lines = await not_ready_with_one_reason(
+        config, bootstrap, "SASL SCRAM-SHA-512 authentication failed", "invalid credentials"
+    )
+    assert not any("not-the-password" in line for line in lines)
+
+
+# --- OAUTHBEARER -------------------------------------------------------------------------
+
+
+async def test_oauthbearer_produces_and_consumes_on_one_token(secured: Secured) -> None:
+    before = secured.oidc.requests["token"]
+    await produces_and_consumes(secured, "SASL", secured.oauth_env())
+    # Producer, admin, command consumer and ledger readers: one token serves them all.
+    assert secured.oidc.requests["token"] - before == 1
+    assert secured.oidc.scopes[-1] == "kafka"
+
+
+async def test_oauthbearer_with_a_wrong_client_secret_is_refused(secured: Secured) -> None:
+    bootstrap = secured.cluster.listener_bootstrap("SASL")
+    config = bridge_config(bootstrap, **secured.oauth_env("not-the-client-secret"))
+    lines = await not_ready_with_one_reason(
+        config, bootstrap, "refused the token request: HTTP 401 (invalid_client)", "/token"
+    )
+    assert not any("not-the-client-secret" in line for line in lines)
+
+
+async def test_oauthbearer_token_forged_with_another_key_is_refused(secured: Secured) -> None:
+    """Kafka checks the signature against the JWKS: a token the provider did not sign fails."""
+    from bridge.kafka import auth
+
+    bootstrap = secured.cluster.listener_bootstrap("SASL")
+    config = bridge_config(bootstrap, **secured.oauth_env())
+    forged = secured.oidc.jwt(OAUTH_CLIENT, lifetime_s=600, key=make_ca("forger").key)
+    provider = auth.token_provider(config.kafka)
+    provider._token = auth.Token(Secret(forged), time.monotonic(), 600.0)
+    await not_ready_with_one_reason(
+        config, bootstrap, "SASL OAUTHBEARER authentication failed", "SaslAuthenticationFailed"
+    )
+
+
+async def test_oauthbearer_connection_survives_token_rollover(secured: Secured) -> None:
+    """Tokens live 6 s; the broker ends each session when its token expires. The bridge
+    keeps publishing across several tokens, each fetched before the last one expired."""
+    secured.oidc.lifetime_s = 6
+    try:
+        bootstrap = secured.cluster.listener_bootstrap("SASL")
+        config = bridge_config(bootstrap, **secured.oauth_env())
+        before = secured.oidc.requests["token"]
+        sent: list[str] = []
+        async with (
+            running_bridge(config, ["ingest"]) as app,
+            aiohttp.ClientSession() as session,
+        ):
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 16
+            while loop.time() < until:
+                request_id = f"req-rollover-{len(sent)}"
+                raw, headers = delivery(channel_event(), request_id=request_id)
+                async with session.post(app.url + "/webhooks/bird", data=raw, headers=headers) as r:
+                    assert r.status == 204, (request_id, await r.text())
+                sent.append(request_id)
+                await asyncio.sleep(0.5)
+        fetched = secured.oidc.requests["token"] - before
+        records = await read_topic(
+            secured.cluster.bootstrap, config.topics.events, expect=len(sent)
+        )
+        published = [orjson.loads(r.value)["id"] for r in records]
+        assert set(published) == set(sent), sorted(set(sent) - set(published))
+        assert len(published) == len(sent)  # the idempotent producer's retries: no duplicate
+        # 16 s of 6 s tokens: the first, then one per session the broker ended.
+        assert fetched >= 3, fetched
+    finally:
+        secured.oidc.lifetime_s = 3600
