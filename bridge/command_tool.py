@@ -136,9 +136,8 @@ async def _read_to_end(
 
 async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: float) -> int:
     """Produce ``command``; print its results and its channel's events; 0 on success."""
-    settings = common_settings(config.kafka)
-    producer = AIOKafkaProducer(**settings, acks="all")
-    consumer = AIOKafkaConsumer(**settings, enable_auto_commit=False)
+    producer = AIOKafkaProducer(**common_settings(config.kafka), acks="all")
+    consumer = AIOKafkaConsumer(**common_settings(config.kafka), enable_auto_commit=False)
     try:
         # aiokafka logs each failed connection attempt; the one line below says it all.
         with _quiet("aiokafka"):

@@ -3,6 +3,7 @@ context built from them, and every client sharing them."""
 
 from __future__ import annotations
 
+import ast
 import ssl
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from bridge.errors import ConfigError
 from bridge.kafka.auth import MskIamTokenProvider, OAuthTokenProvider
 from bridge.kafka.clients import common_settings, consumer_settings, producer_settings
 from tests.auth_helpers import issue, make_ca
+
+ROOT = Path(__file__).parents[2]
 
 OAUTH = {
     "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -233,3 +236,27 @@ def test_msk_iam_is_oauthbearer_with_the_signer() -> None:
     assert isinstance(settings["sasl_oauth_token_provider"], MskIamTokenProvider)
     assert settings["sasl_oauth_token_provider"].region == "eu-west-1"
     assert "sasl_plain_username" not in settings
+
+
+def kafka_client_calls() -> list[tuple[str, str]]:
+    """Every construction of an aiokafka client in bridge/, with the settings it gets."""
+    found = []
+    for path in sorted((ROOT / "bridge").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id.startswith("AIOKafka")
+            ):
+                spread = [ast.unparse(k.value) for k in node.keywords if k.arg is None]
+                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", " ".join(spread)))
+    return found
+
+
+def test_every_kafka_client_gets_the_shared_settings() -> None:
+    """Producer, consumers, admin and the CLI tools: TLS, SASL and tokens from one place."""
+    calls = kafka_client_calls()
+    assert len(calls) >= 5  # publisher, worker, ledger (2), admin, `bridge command` (2)
+    shared = ("common_settings(", "producer_settings(", "consumer_settings(")
+    missing = [where for where, spread in calls if not spread.startswith(shared)]
+    assert missing == []
