@@ -62,6 +62,10 @@ class Publisher:
                 await producer.start()
                 if self.on_connect is not None:
                     await self.on_connect()
+            except asyncio.CancelledError:  # stopped while connecting: close what it opened
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             except Exception as exc:  # unreachable, or topics refused: say why, keep trying
                 delay = retry.next_delay()
                 with contextlib.suppress(Exception):
