@@ -71,11 +71,13 @@ def _warn_unknown_settings() -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import Bridge, serve
+    from bridge.kafka.clients import common_settings
 
     roles = _roles(args.role)
     try:
         config = load_config()
         config.require(roles)
+        common_settings(config.kafka)  # TLS files load now, not in a background task
     except ConfigError as exc:
         return _fail_config(exc)
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
@@ -165,9 +167,11 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
 
 def cmd_command(args: argparse.Namespace) -> int:
     from bridge.command_tool import build_command, send_and_follow
+    from bridge.kafka.clients import common_settings
 
     try:
         config = load_config()
+        common_settings(config.kafka)
     except ConfigError as exc:
         return _fail_config(exc)
     arguments: dict[str, str] = {}

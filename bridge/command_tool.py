@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config import Config
 from bridge.errors import StartupError
-from bridge.kafka.clients import common_settings, topic_partitions
+from bridge.kafka.clients import common_settings, diagnose, topic_partitions, where
 from bridge.kafka.scan import quiet_logger
 
 FINAL = ("succeeded", "failed")
@@ -135,9 +135,8 @@ async def _read_to_end(
 
 async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: float) -> int:
     """Produce ``command``; print its results and its channel's events; 0 on success."""
-    settings = common_settings(config.kafka)
-    producer = AIOKafkaProducer(**settings, acks="all")
-    consumer = AIOKafkaConsumer(**settings, enable_auto_commit=False)
+    producer = AIOKafkaProducer(**common_settings(config.kafka), acks="all")
+    consumer = AIOKafkaConsumer(**common_settings(config.kafka), enable_auto_commit=False)
     try:
         # aiokafka logs each failed connection attempt; the one line below says it all.
         with quiet_logger("aiokafka"):
@@ -147,6 +146,9 @@ async def send_and_follow(config: Config, command: dict[str, Any], *, timeout: f
         # Stopping clients that never started is harmless and closes their connections.
         await consumer.stop()
         await producer.stop()
+        why = await diagnose(config.kafka)
+        if why.reached and why.reason:  # a broker refused these credentials
+            raise StartupError(f"cannot connect to {where(config.kafka)}: {why.reason}") from exc
         raise StartupError(
             f"cannot reach Kafka at {config.kafka.bootstrap_servers} "
             f"(BRIDGE_KAFKA_BOOTSTRAP_SERVERS): is `make run` running?"

@@ -45,6 +45,16 @@ def env(
     )
 
 
+SASL_MECHANISMS = (
+    "PLAIN",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-512",
+    "OAUTHBEARER",
+    "AWS_MSK_IAM",
+)
+PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
@@ -64,12 +74,107 @@ class KafkaConfig:
     security_protocol: str = env(
         "KAFKA_SECURITY_PROTOCOL", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     )
-    sasl_mechanism: str = env(
-        "KAFKA_SASL_MECHANISM", choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-    )
+    sasl_mechanism: str = env("KAFKA_SASL_MECHANISM", choices=SASL_MECHANISMS)
     sasl_username: str | None = env("KAFKA_SASL_USERNAME")
     sasl_password: Secret | None = env("KAFKA_SASL_PASSWORD")
     ssl_cafile: str | None = env("KAFKA_SSL_CAFILE")
+    # Mutual TLS: the client's certificate (chain) and its private key, PEM.
+    ssl_certfile: str | None = env("KAFKA_SSL_CERTFILE")
+    ssl_keyfile: str | None = env("KAFKA_SSL_KEYFILE")
+    ssl_key_password: Secret | None = env("KAFKA_SSL_KEY_PASSWORD")
+    ssl_check_hostname: bool = env("KAFKA_SSL_CHECK_HOSTNAME")
+    # OAUTHBEARER: an OIDC client-credentials grant at the token endpoint.
+    oauth_token_endpoint_url: str | None = env("KAFKA_OAUTH_TOKEN_ENDPOINT_URL")
+    oauth_client_id: str | None = env("KAFKA_OAUTH_CLIENT_ID")
+    oauth_client_secret: Secret | None = env("KAFKA_OAUTH_CLIENT_SECRET")
+    oauth_scope: str | None = env("KAFKA_OAUTH_SCOPE")
+    oauth_extensions: str | None = env("KAFKA_OAUTH_EXTENSIONS")
+    # AWS_MSK_IAM: the region of the MSK cluster (credentials: the standard AWS chain).
+    aws_region: str | None = env("KAFKA_AWS_REGION")
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL")
+
+    def oauth_extension_pairs(self) -> dict[str, str]:
+        """``BRIDGE_KAFKA_OAUTH_EXTENSIONS`` (``k=v,k=v``) as a mapping; checked by ``load``."""
+        pairs: dict[str, str] = {}
+        for item in (self.oauth_extensions or "").split(","):
+            if item.strip():
+                key, _, value = item.partition("=")
+                pairs[key.strip()] = value.strip()
+        return pairs
+
+    def problems(self) -> list[str]:
+        """Settings that cannot work together, one line each."""
+        problems: list[str] = []
+        mechanism = f"BRIDGE_KAFKA_SASL_MECHANISM={self.sasl_mechanism}"
+        protocol = f"BRIDGE_KAFKA_SECURITY_PROTOCOL={self.security_protocol}"
+        sasl_set = self.sasl_username or self.sasl_password is not None
+        # PLAIN is the default, so only another mechanism shows it was asked for.
+        if not self.sasl and self.sasl_mechanism != "PLAIN":
+            problems.append(
+                f"{mechanism}: needs BRIDGE_KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                f"(or SASL_PLAINTEXT), not {self.security_protocol}"
+            )
+        if not self.sasl and sasl_set:
+            problems.append(
+                f"BRIDGE_KAFKA_SASL_USERNAME / BRIDGE_KAFKA_SASL_PASSWORD: set, but {protocol} "
+                "does not use SASL (use SASL_SSL or SASL_PLAINTEXT)"
+            )
+        if (
+            self.sasl
+            and self.sasl_mechanism in PASSWORD_MECHANISMS
+            and (not self.sasl_username or self.sasl_password is None)
+        ):
+            problems.append(
+                "BRIDGE_KAFKA_SASL_USERNAME / BRIDGE_KAFKA_SASL_PASSWORD: required with "
+                f"{protocol} and {mechanism}"
+            )
+        if self.sasl and self.sasl_mechanism == "OAUTHBEARER":
+            for name, value in (
+                ("BRIDGE_KAFKA_OAUTH_TOKEN_ENDPOINT_URL", self.oauth_token_endpoint_url),
+                ("BRIDGE_KAFKA_OAUTH_CLIENT_ID", self.oauth_client_id),
+                ("BRIDGE_KAFKA_OAUTH_CLIENT_SECRET", self.oauth_client_secret),
+            ):
+                if not value:
+                    problems.append(f"{name}: required with {mechanism}")
+        url = self.oauth_token_endpoint_url
+        if url and not url.startswith(("https://", "http://")):
+            problems.append(
+                f"BRIDGE_KAFKA_OAUTH_TOKEN_ENDPOINT_URL: must be an http(s) URL, got {url!r}"
+            )
+        for item in (self.oauth_extensions or "").split(","):
+            key, sep, _ = item.partition("=")
+            if item.strip() and (not sep or not key.strip()):
+                problems.append(
+                    f"BRIDGE_KAFKA_OAUTH_EXTENSIONS: expected key=value pairs separated by "
+                    f"commas, got {item.strip()!r}"
+                )
+        if self.sasl and self.sasl_mechanism == "AWS_MSK_IAM":
+            if self.security_protocol != "SASL_SSL":
+                problems.append(f"{mechanism}: MSK accepts IAM only over TLS: set SASL_SSL")
+            if not self.aws_region:
+                problems.append(f"BRIDGE_KAFKA_AWS_REGION: required with {mechanism}")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            problems.append(
+                "BRIDGE_KAFKA_SSL_KEYFILE: set without BRIDGE_KAFKA_SSL_CERTFILE (the client "
+                "certificate it belongs to)"
+            )
+        if self.ssl_key_password is not None and not self.ssl_keyfile and not self.ssl_certfile:
+            problems.append("BRIDGE_KAFKA_SSL_KEY_PASSWORD: set without BRIDGE_KAFKA_SSL_KEYFILE")
+        if not tls:
+            for name, value in (
+                ("BRIDGE_KAFKA_SSL_CAFILE", self.ssl_cafile),
+                ("BRIDGE_KAFKA_SSL_CERTFILE", self.ssl_certfile),
+                ("BRIDGE_KAFKA_SSL_KEYFILE", self.ssl_keyfile),
+            ):
+                if value:
+                    problems.append(
+                        f"{name}: set, but {protocol} does not use TLS (use SSL or SASL_SSL)"
+                    )
+        return problems
 
 
 @dataclass(frozen=True)
@@ -210,13 +315,6 @@ class Config:
             ):
                 if not value:
                     problems.append(f"{name}: required when BRIDGE_ENSURE_SUBSCRIPTIONS=true")
-        if self.kafka.security_protocol.startswith("SASL") and (
-            not self.kafka.sasl_username or self.kafka.sasl_password is None
-        ):
-            problems.append(
-                "BRIDGE_KAFKA_SASL_USERNAME / BRIDGE_KAFKA_SASL_PASSWORD: required with "
-                f"BRIDGE_KAFKA_SECURITY_PROTOCOL={self.kafka.security_protocol}"
-            )
         if problems:
             raise ConfigError(problems)
 
@@ -237,6 +335,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_KAFKA_LINGER_MS": "5",
     "BRIDGE_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "BRIDGE_KAFKA_SASL_MECHANISM": "PLAIN",
+    "BRIDGE_KAFKA_SSL_CHECK_HOSTNAME": "true",
     "BRIDGE_TOPIC_EVENTS": "bird.channel-events",
     "BRIDGE_TOPIC_COMMANDS": "bird.connector-commands",
     "BRIDGE_TOPIC_RESULTS": "bird.connector-results",
@@ -433,7 +532,10 @@ def load(environ: Mapping[str, str]) -> Config:
     if problems:
         raise ConfigError(problems)
     sections["bird"] = _with_workspaces(sections["bird"], sections["webhook"], from_file)
-    return Config(**sections, **top)
+    config = Config(**sections, **top)
+    if config.kafka.problems():
+        raise ConfigError(config.kafka.problems())
+    return config
 
 
 # Single-workspace variables that the workspaces file replaces (its tables hold them).

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,8 @@ class KafkaNode:
     controller_port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # Extra listeners (name -> port), besides PLAINTEXT (inter-broker, the fixtures' admin).
+    listener_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -179,12 +182,28 @@ class KafkaCluster:
         *,
         settings: dict[str, str] | None = None,
         classpath: str | None = None,
+        listeners: dict[str, str] | None = None,
+        jvm_options: Sequence[str] = (),
+        format_args: Sequence[str] = (),
     ) -> None:
+        """``listeners``: extra listener names and their security protocols (e.g. ``{"MTLS":
+        "SSL"}``), each on its own free port, configured through ``settings``
+        (``listener.name.mtls.ssl.client.auth`` ...); ``jvm_options`` go to every JVM (system
+        properties), ``format_args`` to the storage tool (``--add-scram ...``)."""
         self.directory = directory
         self.classpath = classpath or kafka_classpath()
         self.settings = {**server_settings(nodes), **(settings or {})}
+        self.listeners = dict(listeners or {})
+        self.jvm_options = tuple(jvm_options)
+        self.format_args = tuple(format_args)
         self.nodes = [
-            KafkaNode(i, free_port(), free_port(), directory / f"node-{i}")
+            KafkaNode(
+                i,
+                free_port(),
+                free_port(),
+                directory / f"node-{i}",
+                listener_ports={name: free_port() for name in self.listeners},
+            )
             for i in range(1, nodes + 1)
         ]
         self.cluster_id = _cluster_id()
@@ -193,6 +212,10 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(node.bootstrap for node in self.nodes)
+
+    def listener_bootstrap(self, name: str) -> str:
+        """The bootstrap servers of the extra listener ``name``."""
+        return ",".join(f"127.0.0.1:{node.listener_ports[name]}" for node in self.nodes)
 
     @property
     def replication_factor(self) -> int:
@@ -203,17 +226,21 @@ class KafkaCluster:
 
     def _properties(self, node: KafkaNode) -> Path:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        extra = [f"{name}://127.0.0.1:{port}" for name, port in node.listener_ports.items()]
+        advertised = ",".join([f"PLAINTEXT://127.0.0.1:{node.port}", *extra])
+        protocols = ",".join(
+            ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+            + [f"{name}:{protocol}" for name, protocol in self.listeners.items()]
+        )
         properties = {
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "log.dirs": str(node.directory / "data"),
             **self.settings,
         }
@@ -225,6 +252,7 @@ class KafkaCluster:
         return [
             "java",
             *JVM_OPTIONS,
+            *self.jvm_options,
             f"-Dlog4j2.configurationFile={LOG4J}",
             f"-Dkafka.logs.dir={self.directory}",
             "-cp",
@@ -240,7 +268,13 @@ class KafkaCluster:
             node.directory.mkdir(parents=True, exist_ok=True)
             properties = self._properties(node)
             argv = self._java(
-                "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(properties)
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(properties),
+                *self.format_args,
             )
             formats.append(
                 (node, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))

@@ -35,9 +35,9 @@ _APACHE_KAFKA: dict[str, dict[str, str]] = {}
 
 
 def register_broker(cluster: KafkaCluster) -> None:
-    _APACHE_KAFKA[cluster.bootstrap] = {
-        "BRIDGE_KAFKA_REPLICATION_FACTOR": str(cluster.replication_factor),
-    }
+    settings = {"BRIDGE_KAFKA_REPLICATION_FACTOR": str(cluster.replication_factor)}
+    for bootstrap in [cluster.bootstrap, *map(cluster.listener_bootstrap, cluster.listeners)]:
+        _APACHE_KAFKA[bootstrap] = settings
 
 
 def broker_settings(bootstrap: str) -> dict[str, str]:

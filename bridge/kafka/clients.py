@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from bridge.config import KafkaConfig, TopicsConfig
+from bridge.errors import ConfigError
+from bridge.kafka.auth import token_provider
 from bridge.kafka.size import MAX_RECORD_SIZE
 
 log = structlog.get_logger("bridge.kafka")
@@ -31,7 +37,44 @@ LEDGER_TOPIC_CONFIG = {
 CHANNEL_STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 
+def ssl_context(kafka: KafkaConfig) -> ssl.SSLContext:
+    """TLS to the brokers: the CA bundle (or the system's), the client certificate for
+    mutual TLS, hostname checking unless turned off. ``ConfigError`` names the file."""
+    try:
+        context = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"BRIDGE_KAFKA_SSL_CAFILE: cannot load {kafka.ssl_cafile!r}: {_reason(exc)}"]
+        ) from None
+    context.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile:
+        secret = kafka.ssl_key_password
+        try:
+            # A callable, never None: OpenSSL would prompt on the terminal for a missing one.
+            context.load_cert_chain(
+                kafka.ssl_certfile, kafka.ssl_keyfile, lambda: secret.reveal() if secret else ""
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                [
+                    "BRIDGE_KAFKA_SSL_CERTFILE / BRIDGE_KAFKA_SSL_KEYFILE: cannot load the "
+                    f"client certificate {kafka.ssl_certfile!r}: {_reason(exc)} (a wrong "
+                    "BRIDGE_KAFKA_SSL_KEY_PASSWORD, or a key that does not match?)"
+                ]
+            ) from None
+    return context
+
+
+def _reason(exc: OSError | ssl.SSLError) -> str:
+    return (
+        str(exc.strerror or exc.reason or exc)
+        if isinstance(exc, ssl.SSLError)
+        else str(exc.strerror or exc)
+    )
+
+
 def common_settings(kafka: KafkaConfig) -> dict[str, Any]:
+    """What every client the bridge opens shares: producer, consumers, admin, the CLI tools."""
     settings: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "client_id": kafka.client_id,
@@ -39,13 +82,117 @@ def common_settings(kafka: KafkaConfig) -> dict[str, Any]:
         "request_timeout_ms": kafka.request_timeout_ms,
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        settings["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
-    if kafka.security_protocol.startswith("SASL"):
-        settings["sasl_mechanism"] = kafka.sasl_mechanism
-        settings["sasl_plain_username"] = kafka.sasl_username
-        if kafka.sasl_password is not None:
-            settings["sasl_plain_password"] = kafka.sasl_password.reveal()
+        settings["ssl_context"] = ssl_context(kafka)
+    if kafka.sasl:
+        if kafka.sasl_mechanism in ("OAUTHBEARER", "AWS_MSK_IAM"):
+            # MSK IAM is OAUTHBEARER with a signed token (AWS's own mechanism name is for
+            # the Java client's login module; the broker accepts both).
+            settings["sasl_mechanism"] = "OAUTHBEARER"
+            settings["sasl_oauth_token_provider"] = token_provider(kafka)
+        else:
+            settings["sasl_mechanism"] = kafka.sasl_mechanism
+            settings["sasl_plain_username"] = kafka.sasl_username
+            if kafka.sasl_password is not None:
+                settings["sasl_plain_password"] = kafka.sasl_password.reveal()
     return settings
+
+
+# ApiVersions v0, correlation id 1, no client id: any Kafka broker answers it.
+_API_VERSIONS = (10).to_bytes(4, "big") + bytes.fromhex("0012000000000001ffff")
+_TLS_REFUSED_CERTIFICATE = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "DECRYPT")
+
+
+def where(kafka: KafkaConfig) -> str:
+    return f"Kafka at {kafka.bootstrap_servers} (BRIDGE_KAFKA_BOOTSTRAP_SERVERS)"
+
+
+class Diagnosis(NamedTuple):
+    reason: str  # "" when the broker accepts this config
+    reached: bool  # a broker answers at all (else: down, or the wrong address)
+
+
+async def diagnose(kafka: KafkaConfig, *, timeout: float = 5.0) -> Diagnosis:
+    """Why the first bootstrap server refuses this config, in one line.
+
+    aiokafka reports every failed start as "Unable to bootstrap": a refused client
+    certificate, a wrong password and a dead broker look alike. This asks once more, by
+    layer: TCP and TLS with the same context, then SASL with the same credentials."""
+    host, _, port_text = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]") or "localhost"
+    port = int(port_text) if port_text.isdigit() else 9092
+    settings = common_settings(kafka)
+    context: ssl.SSLContext | None = settings.get("ssl_context")
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname=host if context else None
+            )
+            writer.write(_API_VERSIONS)
+            await writer.drain()
+            await reader.readexactly(4)
+    except ssl.SSLCertVerificationError as exc:
+        return _reached(
+            f"the broker's TLS certificate is not trusted: {exc.verify_message} (check "
+            "BRIDGE_KAFKA_SSL_CAFILE and BRIDGE_KAFKA_SSL_CHECK_HOSTNAME)"
+        )
+    except ssl.SSLError as exc:
+        reason = str(exc.reason or exc)
+        if "CERTIFICATE_REQUIRED" in reason or (
+            not kafka.ssl_certfile and "BAD_CERTIFICATE" in reason
+        ):
+            return _reached(
+                f"the broker requires a TLS client certificate ({reason}): set "
+                "BRIDGE_KAFKA_SSL_CERTFILE and BRIDGE_KAFKA_SSL_KEYFILE"
+            )
+        if any(code in reason for code in _TLS_REFUSED_CERTIFICATE):
+            return _reached(
+                f"the broker refused the TLS client certificate {kafka.ssl_certfile!r} "
+                f"({reason}): is it signed by a CA the brokers trust (ssl.truststore)?"
+            )
+        return _reached(f"TLS handshake failed: {reason}")
+    except TimeoutError:
+        return Diagnosis(
+            f"no answer in {timeout:g} s (a TLS listener spoken to without TLS?)", True
+        )
+    except asyncio.IncompleteReadError:
+        tls = "" if context else " (a TLS listener? set BRIDGE_KAFKA_SECURITY_PROTOCOL)"
+        return Diagnosis(f"the broker closed the connection without an answer{tls}", True)
+    except OSError as exc:
+        return Diagnosis(str(exc.strerror or exc), reached=False)
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+    if kafka.sasl:
+        options = {k: v for k, v in settings.items() if k != "bootstrap_servers"}
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await create_conn(host, port, **options)
+            connection.close()
+        except KafkaError as exc:
+            mechanism = kafka.sasl_mechanism
+            return _reached(f"SASL {mechanism} authentication failed: {exc}")
+        except (OSError, TimeoutError) as exc:
+            return _reached(f"SASL handshake failed: {type(exc).__name__}: {exc}")
+    return Diagnosis("", reached=True)
+
+
+def _reached(reason: str) -> Diagnosis:
+    return Diagnosis(reason, reached=True)
+
+
+async def explain(kafka: KafkaConfig, exc: BaseException) -> str:
+    """One line for a client that could not start: aiokafka's words, or the cause behind
+    its "Unable to bootstrap" when another look finds it."""
+    text = str(exc) or repr(exc)
+    if isinstance(exc, KafkaConnectionError) and "bootstrap" in text:
+        with contextlib.suppress(Exception):  # the diagnosis must never hide the failure
+            why = await diagnose(kafka)
+            if why.reason:
+                return f"cannot connect to {where(kafka)}: {why.reason}"
+    return text
 
 
 class CachedPartitioner:

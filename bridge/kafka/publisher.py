@@ -20,7 +20,7 @@ from aiokafka.structs import RecordMetadata
 from bridge.config import KafkaConfig
 from bridge.errors import PublishUnavailable, RecordTooLarge
 from bridge.events import Record
-from bridge.kafka.clients import producer_settings
+from bridge.kafka.clients import explain, producer_settings
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
@@ -62,15 +62,19 @@ class Publisher:
                 await producer.start()
                 if self.on_connect is not None:
                     await self.on_connect()
-            except Exception as exc:  # unreachable, or topics refused: say why, keep trying
-                delay = retry.next_delay()
-                log.warning(
-                    "kafka not ready, retrying",
-                    error=str(exc) or repr(exc),
-                    retry_in_s=round(delay, 2),
-                )
+            except asyncio.CancelledError:  # stopped while connecting: close what it opened
                 with contextlib.suppress(Exception):
                     await producer.stop()
+                raise
+            except Exception as exc:  # unreachable, or topics refused: say why, keep trying
+                delay = retry.next_delay()
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                log.warning(
+                    "kafka not ready, retrying",
+                    error=await explain(self.kafka, exc),
+                    retry_in_s=round(delay, 2),
+                )
                 await retry.sleep(delay)
                 continue
             self.producer = producer

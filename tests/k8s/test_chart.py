@@ -45,6 +45,7 @@ SECRET_VARIABLES = {
     "BRIDGE_WEBHOOK_SIGNING_KEY",
     "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS",
     "BRIDGE_KAFKA_SASL_PASSWORD",
+    "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET",
 }
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "IngressClass"}
 
@@ -91,6 +92,9 @@ def test_ci_values_sets_cover_the_documented_shapes() -> None:
         "sasl-values.yaml",
         "workspaces-values.yaml",
         "workspaces-inline-values.yaml",
+        "oauth-values.yaml",
+        "msk-iam-values.yaml",
+        "mtls-values.yaml",
     }
     assert expected <= set(CI_VALUES)
 
@@ -287,6 +291,8 @@ def test_configmap_is_a_configuration_the_bridge_accepts(values_name: str, tmp_p
         (container,) = list(containers(deployment))
         environ = dict(data)
         for env in container.get("env", []):
+            if "value" in env and env["name"].startswith("BRIDGE_"):
+                environ[env["name"]] = env["value"]
             if env["name"].endswith("_FILE") and env["name"].startswith("BRIDGE_"):
                 key = Path(env["value"]).name
                 secret_file = tmp_path / role / key
@@ -476,6 +482,95 @@ def test_keda_authenticates_like_the_bridge_with_sasl() -> None:
     assert configmap_data(rendered)[username["key"]] == "channel-bridge"
 
 
+def keda_auth(rendered: Rendered) -> tuple[Manifest, Manifest]:
+    scaled = rendered.named("ScaledObject", component_name("commands"))
+    (trigger,) = scaled["spec"]["triggers"]
+    auth = rendered.named("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    return trigger, auth
+
+
+def test_keda_authenticates_like_the_bridge_with_oauthbearer() -> None:
+    rendered = render_ci("oauth-values.yaml")
+    data = configmap_data(rendered)
+    trigger, auth = keda_auth(rendered)
+    assert trigger["metadata"]["sasl"] == "oauthbearer"
+    assert trigger["metadata"]["tls"] == "enable"
+    from_config = {ref["parameter"]: data[ref["key"]] for ref in auth["spec"]["configMapTargetRef"]}
+    assert from_config == {
+        "username": "channel-bridge",
+        "scopes": "api://kafka/.default",
+        "oauthExtensions": "logicalCluster=lkc-00000,identityPoolId=pool-00000",
+    }
+    (endpoint,) = auth["spec"]["env"]
+    assert endpoint == {
+        "parameter": "oauthTokenEndpointUri",
+        "name": "BRIDGE_KAFKA_OAUTH_TOKEN_ENDPOINT_URL",
+        "containerName": "bridge",
+    }
+    commands = rendered.named("Deployment", component_name("commands"))
+    (container,) = list(containers(commands))
+    assert container["name"] == "bridge"
+    assert {"name": endpoint["name"], "value": "https://login.example.com/oauth2/v2.0/token"} in (
+        container["env"]
+    )
+    (password,) = auth["spec"]["secretTargetRef"]
+    (secret,) = rendered.of_kind("Secret")
+    assert password["parameter"] == "password"
+    assert base64.b64decode(secret["data"][password["key"]]) == b"ci-oauth-client-secret"
+    assert "kafka-sasl-password" not in secret["data"]  # no SASL password with OAUTHBEARER
+    for deployment in deployments(rendered):
+        (container,) = list(containers(deployment))
+        names = {env["name"] for env in container.get("env", [])}
+        assert "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET_FILE" in names
+        assert "BRIDGE_KAFKA_SASL_PASSWORD_FILE" not in names
+
+
+def test_keda_and_the_pods_use_the_irsa_role_with_msk_iam() -> None:
+    rendered = render_ci("msk-iam-values.yaml")
+    data = configmap_data(rendered)
+    assert data["BRIDGE_KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM"
+    assert data["BRIDGE_KAFKA_AWS_REGION"] == "eu-west-1"
+    trigger, auth = keda_auth(rendered)
+    assert trigger["metadata"]["sasl"] == "aws_msk_iam"
+    assert trigger["metadata"]["awsRegion"] == "eu-west-1"
+    assert auth["spec"] == {"podIdentity": {"provider": "aws", "identityOwner": "workload"}}
+    (account,) = rendered.of_kind("ServiceAccount")
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role == "arn:aws:iam::123456789012:role/channel-bridge"
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_keda_presents_the_pods_client_certificate_with_mtls() -> None:
+    rendered = render_ci("mtls-values.yaml")
+    data = configmap_data(rendered)
+    trigger, auth = keda_auth(rendered)
+    assert "sasl" not in trigger["metadata"]
+    assert trigger["metadata"]["tls"] == "enable"
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    assert refs["cert"] == {
+        "parameter": "cert",
+        "name": "channel-bridge-kafka-client",
+        "key": "tls.crt",
+    }
+    assert refs["key"] == {
+        "parameter": "key",
+        "name": "channel-bridge-kafka-client",
+        "key": "tls.key",
+    }
+    assert refs["ca"] == {"parameter": "ca", "name": "kafka-ca", "key": "ca.crt"}
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = list(containers(deployment))
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-client-cert")
+        volume = next(v for v in pod["volumes"] if v["name"] == "kafka-client-cert")
+        assert volume["secret"]["secretName"] == "channel-bridge-kafka-client"
+        paths = {f"{mount['mountPath']}/{item['path']}" for item in volume["secret"]["items"]}
+        assert {data["BRIDGE_KAFKA_SSL_CERTFILE"], data["BRIDGE_KAFKA_SSL_KEYFILE"]} == paths
+    assert data["BRIDGE_KAFKA_SSL_CHECK_HOSTNAME"] == "true"
+
+
 @each_ci_values
 def test_every_deployment_has_a_disruption_budget(values_name: str) -> None:
     rendered = render_ci(values_name)
@@ -572,6 +667,47 @@ def test_helm_test_pod_gets_healthz_through_the_ingest_service() -> None:
                 "secrets": {"kafkaSaslPassword": "p"},
             },
             "config.kafka.saslUsername is required",
+        ),
+        (
+            {
+                "config": {
+                    "kafka": {"securityProtocol": "SASL_SSL", "saslMechanism": "OAUTHBEARER"}
+                },
+                "secrets": {"kafkaOauthClientSecret": "s"},
+            },
+            "config.kafka.oauth.tokenEndpointUrl is required with saslMechanism OAUTHBEARER",
+        ),
+        (
+            {
+                "config": {
+                    "kafka": {
+                        "securityProtocol": "SASL_SSL",
+                        "saslMechanism": "OAUTHBEARER",
+                        "oauth": {"tokenEndpointUrl": "https://idp/token", "clientId": "c"},
+                    }
+                }
+            },
+            "secrets.kafkaOauthClientSecret is required",
+        ),
+        (
+            {"config": {"kafka": {"securityProtocol": "SASL_SSL", "saslMechanism": "AWS_MSK_IAM"}}},
+            "config.kafka.awsRegion is required with saslMechanism AWS_MSK_IAM",
+        ),
+        (
+            {
+                "config": {
+                    "kafka": {
+                        "securityProtocol": "SASL_PLAINTEXT",
+                        "saslMechanism": "AWS_MSK_IAM",
+                        "awsRegion": "eu-west-1",
+                    }
+                }
+            },
+            "AWS_MSK_IAM needs securityProtocol SASL_SSL",
+        ),
+        (
+            {"config": {"kafka": {"clientCertSecret": {"name": "client"}}}},
+            "config.kafka.clientCertSecret needs securityProtocol SSL or SASL_SSL",
         ),
         (
             {"commands": {"autoscaling": {"keda": {"enabled": True, "maxReplicaCount": 7}}}},

@@ -65,6 +65,8 @@ def test_secrets_are_masked_everywhere() -> None:
         {
             "BRIDGE_BIRD_ACCESS_KEY": "live-access-key-123",
             "BRIDGE_WEBHOOK_SIGNING_KEY": "signing-456",
+            "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "BRIDGE_KAFKA_SASL_USERNAME": "bridge",
             "BRIDGE_KAFKA_SASL_PASSWORD": "sasl-789",
         }
     )

@@ -116,8 +116,14 @@ spec:
             {{- with $v.extraEnvFrom }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
-          {{- if or $secrets $v.extraEnv }}
+          {{- $oauth := include "channel-bridge.oauth" $root }}
+          {{- if or $secrets $v.extraEnv $oauth }}
           env:
+            {{- if $oauth }}
+            # Not in the ConfigMap: scanners take a key naming a TOKEN for a secret there.
+            - name: BRIDGE_KAFKA_OAUTH_TOKEN_ENDPOINT_URL
+              value: {{ $v.config.kafka.oauth.tokenEndpointUrl | quote }}
+            {{- end }}
             {{- range $secret := $secrets }}
             - name: {{ include "channel-bridge.secretEnv" $secret }}_FILE
               value: {{ printf "%s/%s" (include "channel-bridge.secretsDir" $root) (include "channel-bridge.secretKey" (dict "root" $root "name" $secret)) | quote }}
@@ -189,6 +195,11 @@ spec:
               mountPath: {{ include "channel-bridge.workspacesDir" $root }}
               readOnly: true
             {{- end }}
+            {{- if $v.config.kafka.clientCertSecret.name }}
+            - name: kafka-client-cert
+              mountPath: {{ include "channel-bridge.kafkaClientCertDir" $root }}
+              readOnly: true
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -229,6 +240,19 @@ spec:
             items:
               - key: {{ $v.config.kafka.caSecret.key }}
                 path: {{ $v.config.kafka.caSecret.key }}
+        {{- end }}
+        {{- with $v.config.kafka.clientCertSecret }}
+        {{- if .name }}
+        - name: kafka-client-cert
+          secret:
+            secretName: {{ .name }}
+            defaultMode: 288  # 0440: owner and fsGroup read (a private key)
+            items:
+              - key: {{ .certKey }}
+                path: {{ .certKey }}
+              - key: {{ .keyKey }}
+                path: {{ .keyKey }}
+        {{- end }}
         {{- end }}
         {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}

@@ -102,7 +102,7 @@ A number as the bridge parses it: integers without exponent or ".0"
 
 {{/* ---------------------------------------------------------------------------------
 Secrets. Logical names: birdAccessKey, webhookSigningKey, webhookSigningKeyPrevious,
-kafkaSaslPassword. Key names in the chart-owned Secret are fixed (the defaults of
+kafkaSaslPassword, kafkaOauthClientSecret. Key names in the chart-owned Secret are fixed (the defaults of
 secrets.existingSecretKeys); with existingSecret they come from existingSecretKeys.
 ------------------------------------------------------------------------------------ */}}
 {{- define "channel-bridge.secretName" -}}
@@ -114,6 +114,7 @@ birdAccessKey: bird-access-key
 webhookSigningKey: webhook-signing-key
 webhookSigningKeyPrevious: webhook-signing-key-previous
 kafkaSaslPassword: kafka-sasl-password
+kafkaOauthClientSecret: kafka-oauth-client-secret
 {{- end -}}
 
 {{/* Key of a logical secret in the Secret; call with (dict "root" $ "name" "birdAccessKey"). */}}
@@ -127,17 +128,32 @@ kafkaSaslPassword: kafka-sasl-password
 
 {{/* BRIDGE_* variable of a logical secret (its file variable is this + "_FILE"). */}}
 {{- define "channel-bridge.secretEnv" -}}
-{{- index (dict "birdAccessKey" "BRIDGE_BIRD_ACCESS_KEY" "webhookSigningKey" "BRIDGE_WEBHOOK_SIGNING_KEY" "webhookSigningKeyPrevious" "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS" "kafkaSaslPassword" "BRIDGE_KAFKA_SASL_PASSWORD") . -}}
+{{- index (dict "birdAccessKey" "BRIDGE_BIRD_ACCESS_KEY" "webhookSigningKey" "BRIDGE_WEBHOOK_SIGNING_KEY" "webhookSigningKeyPrevious" "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS" "kafkaSaslPassword" "BRIDGE_KAFKA_SASL_PASSWORD" "kafkaOauthClientSecret" "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET") . -}}
 {{- end -}}
 
 {{- define "channel-bridge.sasl" -}}
 {{- if hasPrefix "SASL" .Values.config.kafka.securityProtocol -}}true{{- end -}}
 {{- end -}}
 
+{{/* SASL with a username and password (PLAIN, SCRAM), OAUTHBEARER, AWS MSK IAM. */}}
+{{- define "channel-bridge.saslPassword" -}}
+{{- if and (include "channel-bridge.sasl" .) (not (has .Values.config.kafka.saslMechanism (list "OAUTHBEARER" "AWS_MSK_IAM"))) -}}true{{- end -}}
+{{- end -}}
+{{- define "channel-bridge.oauth" -}}
+{{- if and (include "channel-bridge.sasl" .) (eq .Values.config.kafka.saslMechanism "OAUTHBEARER") -}}true{{- end -}}
+{{- end -}}
+{{- define "channel-bridge.mskIam" -}}
+{{- if and (include "channel-bridge.sasl" .) (eq .Values.config.kafka.saslMechanism "AWS_MSK_IAM") -}}true{{- end -}}
+{{- end -}}
+{{- define "channel-bridge.kafkaTls" -}}
+{{- if has .Values.config.kafka.securityProtocol (list "SSL" "SASL_SSL") -}}true{{- end -}}
+{{- end -}}
+
 {{/*
 The logical secrets a role needs, as a YAML list; mirrors bridge.config.Config.require:
 ingest: the signing key unless insecure (the previous key while rotating), the Bird
-AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL password.
+AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL password
+(PLAIN, SCRAM) or the OIDC client secret (OAUTHBEARER).
 */}}
 {{- define "channel-bridge.roleSecrets" -}}
 {{- $v := .root.Values -}}
@@ -157,8 +173,11 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- else -}}
 {{- $names = append $names "birdAccessKey" -}}
 {{- end -}}
-{{- if include "channel-bridge.sasl" .root -}}
+{{- if include "channel-bridge.saslPassword" .root -}}
 {{- $names = append $names "kafkaSaslPassword" -}}
+{{- end -}}
+{{- if include "channel-bridge.oauth" .root -}}
+{{- $names = append $names "kafkaOauthClientSecret" -}}
 {{- end -}}
 {{- toYaml $names -}}
 {{- end -}}
@@ -187,6 +206,7 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- end -}}
 {{- end -}}
 {{- define "channel-bridge.kafkaCaDir" -}}/etc/channel-bridge/kafka-ca{{- end -}}
+{{- define "channel-bridge.kafkaClientCertDir" -}}/etc/channel-bridge/kafka-client{{- end -}}
 
 {{/* Derived terminationGracePeriodSeconds of a role (drain + preStop + margin), validated override. */}}
 {{- define "channel-bridge.terminationGracePeriod" -}}
@@ -261,8 +281,21 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- fail "ingest.enabled and commands.enabled are both false: nothing to deploy" -}}
 {{- end -}}
 {{- $_ := required "config.kafka.bootstrapServers is required (host:port,...)" $v.config.kafka.bootstrapServers -}}
-{{- if include "channel-bridge.sasl" . -}}
+{{- if include "channel-bridge.saslPassword" . -}}
 {{- $_ := required (printf "config.kafka.saslUsername is required with securityProtocol %s" $v.config.kafka.securityProtocol) $v.config.kafka.saslUsername -}}
+{{- end -}}
+{{- if include "channel-bridge.oauth" . -}}
+{{- $_ := required "config.kafka.oauth.tokenEndpointUrl is required with saslMechanism OAUTHBEARER" $v.config.kafka.oauth.tokenEndpointUrl -}}
+{{- $_ := required "config.kafka.oauth.clientId is required with saslMechanism OAUTHBEARER" $v.config.kafka.oauth.clientId -}}
+{{- end -}}
+{{- if eq $v.config.kafka.saslMechanism "AWS_MSK_IAM" -}}
+{{- if ne $v.config.kafka.securityProtocol "SASL_SSL" -}}
+{{- fail "config.kafka.saslMechanism AWS_MSK_IAM needs securityProtocol SASL_SSL (MSK accepts IAM only over TLS)" -}}
+{{- end -}}
+{{- $_ := required "config.kafka.awsRegion is required with saslMechanism AWS_MSK_IAM" $v.config.kafka.awsRegion -}}
+{{- end -}}
+{{- if and $v.config.kafka.clientCertSecret.name (not (include "channel-bridge.kafkaTls" .)) -}}
+{{- fail (printf "config.kafka.clientCertSecret needs securityProtocol SSL or SASL_SSL, not %s" $v.config.kafka.securityProtocol) -}}
 {{- end -}}
 {{- if and $v.ingest.enabled (not $v.config.webhook.insecure) -}}
 {{- $_ := required "config.webhook.publicUrl is required: Bird signs the URL it posts to (or set config.webhook.insecure=true)" $v.config.webhook.publicUrl -}}
