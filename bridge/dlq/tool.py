@@ -118,8 +118,9 @@ async def redrive_command(
     if not dry_run:
         # Kafka's default partitioner without the bridge's key cache: dead letters' keys
         # rarely repeat, and a cache of them would grow with the run.
-        settings = {**producer_settings(config.kafka), "partitioner": DefaultPartitioner()}
-        producer = AIOKafkaProducer(**settings)
+        producer = AIOKafkaProducer(
+            **producer_settings(config.kafka, partitioner=DefaultPartitioner())
+        )
         await producer.start()
     bucket = TokenBucket(rate=rate, burst=max(1.0, min(rate, 100.0))) if rate else None
     pending: list[asyncio.Future[RecordMetadata]] = []

@@ -217,11 +217,12 @@ class CachedPartitioner:
         return all_partitions[index]
 
 
-def producer_settings(kafka: KafkaConfig) -> dict[str, Any]:
-    """acks=all always: a record counts as published only once every in-sync replica has it."""
+def producer_settings(kafka: KafkaConfig, *, partitioner: Any = None) -> dict[str, Any]:
+    """acks=all always: a record counts as published only once every in-sync replica has it.
+    ``partitioner``: the default caches each key's partition (channel ids repeat)."""
     return {
         **common_settings(kafka),
-        "partitioner": CachedPartitioner(),
+        "partitioner": partitioner if partitioner is not None else CachedPartitioner(),
         "acks": "all",
         "enable_idempotence": kafka.enable_idempotence,
         "compression_type": None if kafka.compression == "none" else kafka.compression,
