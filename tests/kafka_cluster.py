@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bridge.kafka.embedded import EmbeddedBroker, free_port
+from bridge.kafka.embedded import EmbeddedBroker, answers_api_versions, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "tests" / "kafka" / "pom.xml"
@@ -113,22 +112,6 @@ def server_settings(nodes: int) -> dict[str, str]:
 
 def _cluster_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
-
-
-def _answers_api_versions(host: str, port: int) -> bool:
-    request = (
-        (18).to_bytes(2, "big")  # ApiVersions
-        + (0).to_bytes(2, "big")
-        + (7).to_bytes(4, "big")  # correlation id
-        + (-1).to_bytes(2, "big", signed=True)
-    )
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(len(request).to_bytes(4, "big") + request)
-            header = sock.recv(8)
-    except OSError:
-        return False
-    return len(header) == 8 and int.from_bytes(header[4:8], "big") == 7
 
 
 def _in_thread(coroutine: Any) -> Any:
@@ -310,7 +293,7 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         running = [node for node in self.nodes if node.process is not None]
         for node in running:
-            while not _answers_api_versions("127.0.0.1", node.port):
+            while not answers_api_versions("127.0.0.1", node.port):
                 assert node.process is not None
                 if node.process.poll() is not None:
                     tail = node.log_path.read_text(errors="replace")[-3000:]
@@ -338,18 +321,23 @@ class KafkaCluster:
             await admin.close()
         return [int(broker["node_id"]) for broker in cluster["brokers"]]
 
-    async def leader_of(self, topic: str, partition: int = 0) -> int:
-        """The node id currently leading ``topic``/``partition``."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([topic])
-        finally:
-            await admin.close()
-        for item in described[0]["partitions"]:
-            if item["partition"] == partition:
-                return int(item["leader"])
-        raise AssertionError(f"{topic}/{partition} not found")
+    async def leader_of(self, topic: str, partition: int = 0, *, wait_s: float = 15.0) -> int:
+        """The node id currently leading ``topic``/``partition``. A topic just created may
+        not be in every node's metadata yet (it propagates): asked again until ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            await admin.start()
+            try:
+                described = await admin.describe_topics([topic])
+            finally:
+                await admin.close()
+            for item in described[0]["partitions"]:
+                if item["partition"] == partition and int(item["leader"]) >= 0:
+                    return int(item["leader"])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}/{partition} not found")
+            await asyncio.sleep(0.2)
 
     def kill(self, node_id: int) -> None:
         """SIGKILL one node: no clean shutdown, no leadership handover."""

@@ -49,7 +49,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _api_versions_answered(host: str, port: int) -> bool:
+def answers_api_versions(host: str, port: int) -> bool:
     """Send a Kafka ApiVersions v0 request and check a well-formed answer comes back."""
     request = (
         (18).to_bytes(2, "big")  # api key: ApiVersions
@@ -155,7 +155,7 @@ class EmbeddedBroker:
                     f"embedded broker exited with {self.process.returncode} "
                     f"(is port {self.port} in use?)"
                 )
-            if _api_versions_answered(self.host, self.port):
+            if answers_api_versions(self.host, self.port):
                 return
             time.sleep(0.02)
         self.stop()

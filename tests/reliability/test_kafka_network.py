@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.kafka.embedded import EmbeddedBroker, _api_versions_answered, broker_binary, free_port
+from bridge.kafka.embedded import EmbeddedBroker, answers_api_versions, broker_binary, free_port
 from tests.bridge_helpers import running_bridge
 from tests.command_helpers import (
     bird_connectors,
@@ -70,7 +70,7 @@ class AdvertisedBroker(EmbeddedBroker):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ))
         deadline = time.monotonic() + timeout
-        while not _api_versions_answered(self.host, self.port):
+        while not answers_api_versions(self.host, self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"broker did not start on {self.bootstrap}")
