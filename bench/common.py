@@ -177,11 +177,9 @@ def rss_mb(pid: int) -> float:
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for _ in range(100):
-        found = await clients.topic_partitions(consumer, topic)
-        if found:
-            return found
-        await asyncio.sleep(0.1)
+    found = await clients.topic_partitions(consumer, topic, wait_s=10.0)
+    if found:
+        return found
     raise RuntimeError(f"topic {topic} does not exist")
 
 

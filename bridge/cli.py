@@ -426,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace",
         action="append",
         metavar="ID",
-        help="a Bird workspace to reconcile; repeat for several (default: "
-        "BRIDGE_BIRD_WORKSPACE_ID)",
+        help="a Bird workspace to reconcile; repeat for several (default: every "
+        "configured workspace)",
     )
     reconcile.set_defaults(func=cmd_reconcile)
 

@@ -104,11 +104,9 @@ class Answers:
 
 
 async def _all_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for _ in range(100):
-        found = await topic_partitions(consumer, topic)
-        if found:
-            return found
-        await asyncio.sleep(0.1)
+    found = await topic_partitions(consumer, topic, wait_s=10.0)
+    if found:
+        return found
     raise StartupError(f"topic {topic} does not exist: is the bridge running?")
 
 

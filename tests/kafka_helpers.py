@@ -102,9 +102,7 @@ async def read_topic(
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for _ in range(50):
-        found = await topic_partitions(consumer, topic)
-        if found:
-            return found
-        await asyncio.sleep(0.1)
+    found = await topic_partitions(consumer, topic, wait_s=5.0)
+    if found:
+        return found
     raise AssertionError(f"topic {topic} does not exist")

@@ -95,11 +95,9 @@ class Ledger:
         log.info("ledger loaded", entries=len(self.entries), partitions=len(partitions))
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        for _ in range(100):
-            found = await topic_partitions(consumer, self.topic)
-            if found:
-                return found
-            await asyncio.sleep(0.1)
+        found = await topic_partitions(consumer, self.topic, wait_s=10.0)
+        if found:
+            return found
         raise KafkaError(f"ledger topic {self.topic!r} does not exist")
 
     async def _tail(self, consumer: AIOKafkaConsumer) -> None:

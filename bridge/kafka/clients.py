@@ -285,12 +285,21 @@ async def ensure_topics(
         await admin.close()
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, *, wait_s: float = 0.0
+) -> list[TopicPartition]:
     """The partitions of ``topic`` from fresh metadata of every topic; [] while it does not
-    exist. A consumer's own metadata holds only the topics it tracks: Kafka answers the
-    empty topic list aiokafka starts with by no topics (the embedded broker by all)."""
-    cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+    exist (asked again every 0.1 s for up to ``wait_s``: a topic just created at start).
+    A consumer's own metadata holds only the topics it tracks: Kafka answers the empty
+    topic list aiokafka starts with by no topics (the embedded broker by all)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        found = sorted(cluster.partitions_for_topic(topic) or ())
+        if found or loop.time() >= deadline:
+            return [TopicPartition(topic, p) for p in found]
+        await asyncio.sleep(0.1)
 
 
 def all_topics(topics: TopicsConfig) -> list[str]:

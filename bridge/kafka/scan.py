@@ -8,7 +8,6 @@ one batch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,22 +18,9 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import ConsumerRecord
 
 from bridge.config import KafkaConfig
-from bridge.kafka.clients import common_settings, consumer_settings
-from bridge.kafka.clients import topic_partitions as fresh_topic_partitions
+from bridge.kafka.clients import common_settings, consumer_settings, topic_partitions
 
 Message: TypeAlias = ConsumerRecord[bytes, bytes]
-
-
-async def topic_partitions(
-    consumer: AIOKafkaConsumer, topic: str, *, attempts: int = 20
-) -> list[TopicPartition]:
-    """The partitions of ``topic`` (from fresh metadata); empty when it does not exist."""
-    for _ in range(attempts):
-        found = await fresh_topic_partitions(consumer, topic)
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    return []
 
 
 async def scan_partitions(
@@ -99,7 +85,7 @@ async def scan_topic(
     consumer = AIOKafkaConsumer(**consumer_settings(kafka, group=None))
     try:
         await consumer.start()
-        partitions = await topic_partitions(consumer, topic)
+        partitions = await topic_partitions(consumer, topic, wait_s=2.0)
         async for records in scan_partitions(consumer, partitions, batch=batch):
             yield records
     finally:

@@ -23,9 +23,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 from bridge.config import Config
 from bridge.events import Record
-from bridge.kafka.clients import consumer_settings
+from bridge.kafka.clients import consumer_settings, topic_partitions
 from bridge.kafka.publisher import Publisher
-from bridge.kafka.scan import Message, scan_partitions, topic_partitions
+from bridge.kafka.scan import Message, scan_partitions
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
 from bridge.state.fold import Known, channel_event, decide, known_of, read_state, state_record
@@ -195,7 +195,7 @@ class StateFolder:
         reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
         await reader.start()
         try:
-            existing = {tp.partition for tp in await topic_partitions(reader, topic)}
+            existing = {tp.partition for tp in await topic_partitions(reader, topic, wait_s=2.0)}
             missing = partitions - existing
             if missing:
                 log.error(
