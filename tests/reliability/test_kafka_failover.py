@@ -151,7 +151,12 @@ async def test_partition_leader_sigkill_under_a_command_stream(
     simulator = fast_simulator(install_delay_s=0.2, activate_delay_s=1.0)
     await simulator.start()
     try:
-        env = broker_env(kafka_cluster.bootstrap, **command_env(simulator.url))
+        # A failover takes 8 to 12 s here: a command whose ledger write waits through it
+        # needs the production-like deadline, not the suite's short 10 s one.
+        env = broker_env(
+            kafka_cluster.bootstrap,
+            **{**command_env(simulator.url), "BRIDGE_COMMANDS_DEADLINE_S": "60"},
+        )
         config = bridge_config(kafka_cluster.bootstrap, **{**env, "BRIDGE_HTTP_PORT": "0"})
         await ensure_topics(
             config.kafka, all_topics(config.topics), compacted=[config.topics.ledger]
