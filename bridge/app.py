@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from bridge.commands.runtime import commands_context
-from bridge.config import Config, Role
+from bridge.config import ROLES, Config, Role
 from bridge.errors import BridgeError, PublishUnavailable, StartupError
 from bridge.http_server import HttpRunner
 from bridge.ingest.http import OUTCOME, REQUEST_ID, WebhookIngest
@@ -47,11 +47,14 @@ class Bridge:
     publisher: Publisher = field(init=False)
     readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
     _outcomes: dict[str, Counter] = field(default_factory=dict)
+    _codes: dict[int, Counter] = field(default_factory=dict)
     recovery: Recovery | None = None  # the commands role's state fold and reconciliation
 
     def __post_init__(self) -> None:
         self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)
         self.readiness_checks.append(lambda: self.publisher.connected)
+        role = "all" if set(self.roles) == set(ROLES) else self.roles[0]
+        self.metrics.ready.labels(role).set_function(lambda: 1.0 if self.ready() else 0.0)
 
     async def _create_topics(self) -> None:
         if self.config.kafka.create_topics:
@@ -66,6 +69,12 @@ class Bridge:
         counter = self._outcomes.get(outcome)
         if counter is None:
             counter = self._outcomes[outcome] = self.metrics.webhook_requests.labels(outcome)
+        counter.inc()
+
+    def count_webhook_response(self, status: int) -> None:
+        counter = self._codes.get(status)
+        if counter is None:
+            counter = self._codes[status] = self.metrics.webhook_responses.labels(str(status))
         counter.inc()
 
     def ready(self) -> bool:
@@ -100,14 +109,17 @@ async def request_log(
         response = web.json_response(
             {"error": exc.reason}, status=exc.http_status, headers=exc.headers()
         )
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        if _is_webhook(request.path):  # an answer all the same (405 for a GET, ...)
+            bridge.count_webhook_response(exc.status)
         raise  # aiohttp's own answers (404, 405, ...)
     except Exception:
         log.exception("unexpected error", path=request.path, request_id=request.get(REQUEST_ID))
         outcome = "error"
         response = web.json_response({"error": "internal error"}, status=500)
-    if request.path == WEBHOOK_PATH or request.path.startswith(WEBHOOK_PREFIX):
+    if _is_webhook(request.path):
         bridge.count_webhook(outcome)
+        bridge.count_webhook_response(response.status)
         fields: dict[str, Any] = {}
         if "workspace" in request.match_info:
             fields["workspace_id"] = request.match_info["workspace"]
@@ -122,6 +134,10 @@ async def request_log(
             **fields,
         )
     return response
+
+
+def _is_webhook(path: str) -> bool:
+    return path == WEBHOOK_PATH or path.startswith(WEBHOOK_PREFIX)
 
 
 async def healthz(_request: web.Request) -> web.Response:

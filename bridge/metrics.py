@@ -2,14 +2,66 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["CONTENT_TYPE_LATEST", "Counter", "Gauge", "Histogram", "Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "BIRD_STATUS_CLASSES",
+    "CONTENT_TYPE_LATEST",
+    "DEAD_LETTER_REASONS",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "Metrics",
+]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 _FOLLOW_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+_COMMAND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_EVENT_AGE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600)
+
+# Label values with a fixed vocabulary (docs/metrics.md lists them).
+BIRD_STATUS_CLASSES = ("2xx", "3xx", "4xx", "429", "5xx", "error")
+DEAD_LETTER_REASONS = (
+    "no_value",
+    "not_json",
+    "not_an_object",
+    "invalid_command",
+    "record_too_large",
+    "ledger_record_missing",
+    "internal_error",
+)
+
+LagSource = Callable[[], Mapping[int, int]]
+
+
+class ConsumerLag(Collector):
+    """``bridge_commands_consumer_lag{partition}``, computed at scrape time from ``source``
+    (partition -> records): a partition leaves the output when it leaves the source."""
+
+    name = "bridge_commands_consumer_lag"
+    documentation = (
+        "Records of an assigned commands partition not yet finished by this replica: "
+        "the fetch high-water mark minus the next offset it will commit"
+    )
+
+    def __init__(self) -> None:
+        self.source: LagSource | None = None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["partition"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["partition"])
+        if self.source is not None:
+            for partition, lag in sorted(self.source().items()):
+                family.add_metric([str(partition)], lag)
+        yield family
 
 
 class Metrics:
@@ -54,6 +106,22 @@ class Metrics:
         self.kafka_connected = Gauge(
             "bridge_kafka_connected", "1 while the client reaches Kafka", ["client"], registry=r
         )
+        self.webhook_responses = Counter(
+            "bridge_webhook_responses",
+            "Webhook answers by HTTP status code",
+            ["code"],
+            registry=r,
+        )
+        self.webhook_event_age = Histogram(
+            "bridge_webhook_event_age_seconds",
+            "Receipt time minus Bird's timestamp of a published event (updatedAt, else "
+            "createdAt); clock skew below 0 counts as 0",
+            buckets=_EVENT_AGE_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "bridge_ready", "1 when /readyz answers 200, else 0", ["role"], registry=r
+        )
         self.http_connections_timed_out = Counter(
             "bridge_http_connections_timed_out",
             "Connections the server closed: request head incomplete in time (headers) "
@@ -73,18 +141,43 @@ class Metrics:
         self.commands_in_flight = Gauge(
             "bridge_commands_in_flight", "Commands being executed", registry=r
         )
+        self.command_duration = Histogram(
+            "bridge_command_duration_seconds",
+            "From a command record's Kafka timestamp to its final result acknowledged by Kafka",
+            ["action", "status"],
+            buckets=_COMMAND_BUCKETS,
+            registry=r,
+        )
+        self.commands_oldest_unfinished_age = Gauge(
+            "bridge_commands_oldest_unfinished_age_seconds",
+            "Age (by its Kafka timestamp) of the oldest command fetched and not yet finished; "
+            "0 when none",
+            registry=r,
+        )
+        self.consumer_lag = ConsumerLag()
+        r.register(self.consumer_lag)
+        self.ledger_entries = Gauge(
+            "bridge_ledger_entries",
+            "Command entries the ledger holds in memory (its idempotency window)",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "bridge_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
         )
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
         self.bird_requests = Histogram(
             "bridge_bird_request_seconds",
-            "Bird API call latency by operation and HTTP status",
-            ["operation", "status"],
+            "Bird API call latency by operation and status class (error: no answer)",
+            ["operation", "status_class"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.bird_retries = Counter(
-            "bridge_bird_retries", "Bird API calls retried", ["operation", "reason"], registry=r
+            "bridge_bird_retries",
+            "Bird API calls retried, by the status class of the failed attempt",
+            ["operation", "reason"],
+            registry=r,
         )
         self.follow_seconds = Histogram(
             "bridge_create_follow_seconds",

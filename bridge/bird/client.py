@@ -23,7 +23,7 @@ import orjson
 import structlog
 
 from bridge import __version__
-from bridge.bird.policy import Backoff, parse_retry_after
+from bridge.bird.policy import Backoff, parse_retry_after, status_class
 from bridge.config import BirdConfig
 from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, BirdUnavailable
 from bridge.metrics import Metrics
@@ -156,6 +156,7 @@ class BirdClient:
                 )
             started = time.perf_counter()
             status_label = "error"
+            answered: int | None = None
             retry_after: float | None = None
             try:
                 timeout = aiohttp.ClientTimeout(total=min(self.config.request_timeout_s, remaining))
@@ -169,6 +170,7 @@ class BirdClient:
                 ) as response:
                     body = await response.read()
                     status_label = str(response.status)
+                    answered = response.status
                     if 200 <= response.status < 300:
                         return response.status, orjson.loads(body) if body else None
                     error = _error_from_response(response.status, body, operation)
@@ -181,11 +183,12 @@ class BirdClient:
                 error = BirdUnavailable(f"{operation}: cannot connect to Bird")
             except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
                 status_label = "connection_lost"
+                answered = None  # a body cut short or unreadable is no usable answer
                 error = BirdOutcomeUnknown(
                     f"{operation}: connection to Bird failed ({type(exc).__name__})"
                 )
             finally:
-                self.metrics.bird_requests.labels(operation, status_label).observe(
+                self.metrics.bird_requests.labels(operation, status_class(answered)).observe(
                     time.perf_counter() - started
                 )
             # Only what Bird cannot have acted on is retried for a non-idempotent call.
@@ -196,7 +199,7 @@ class BirdClient:
             if time.monotonic() + delay >= deadline:
                 raise error
             last = error
-            self.metrics.bird_retries.labels(operation, status_label).inc()
+            self.metrics.bird_retries.labels(operation, status_class(answered)).inc()
             log.info(
                 "retrying bird call",
                 operation=operation,

@@ -48,3 +48,14 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if seconds != seconds or seconds < 0:  # NaN or in the past
         return 0.0
     return min(seconds, 3600.0)
+
+
+def status_class(status: int | None) -> str:
+    """The metric label of one Bird call: ``2xx``, ``3xx``, ``4xx``, ``429`` (Bird's "retry
+    later", apart from the other 4xx), ``5xx``, or ``error`` when Bird gave no HTTP answer
+    (``None``: connection error, timeout) or one outside 200..599."""
+    if status is None or not 200 <= status <= 599:
+        return "error"
+    if status == 429:
+        return "429"
+    return f"{status // 100}xx"

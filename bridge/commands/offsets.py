@@ -20,6 +20,13 @@ class OffsetTracker:
     def done(self, offset: int) -> None:
         self.pending.discard(offset)
 
+    def unfinished_from(self) -> int | None:
+        """The first offset not yet finished (what a restart would resume from), whether or
+        not it was committed; ``None`` before the first record."""
+        if self.next_offset is None:
+            return None
+        return min(self.pending) if self.pending else self.next_offset
+
     def committable(self) -> int | None:
         """The offset to commit now, or ``None`` when nothing new can be committed."""
         if self.next_offset is None:

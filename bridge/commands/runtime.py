@@ -61,6 +61,7 @@ def commands_context(
         bird = BirdClient(config.bird, host.metrics)
         await bird.start()
         ledger = Ledger(config, host.publisher)
+        host.metrics.ledger_entries.set_function(lambda: len(ledger.entries))
         results = KafkaResultSink(host.publisher, config.topics.results)
         executor = Executor(config, bird, ledger, results, host.metrics)
         worker = CommandWorker(config, host.publisher, ledger, executor, host.metrics)

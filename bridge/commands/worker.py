@@ -19,16 +19,16 @@ from typing import Any, TypeAlias
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from bridge.commands.executor import Executor
 from bridge.commands.ledger import Ledger
 from bridge.commands.offsets import OffsetTracker
-from bridge.commands.parse import CONNECTOR_FIELDS, parse_command
+from bridge.commands.parse import parse_command
 from bridge.commands.results import dead_letter_record
 from bridge.config import Config
-from bridge.errors import InvalidCommand, RecordTooLarge
+from bridge.errors import InvalidCommand, LedgerRecordMissing, RecordTooLarge
 from bridge.kafka.clients import consumer_settings
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
@@ -81,6 +81,12 @@ class CommandWorker:
         self._task: asyncio.Task[None] | None = None
         self._paused = False
         self._last_commit = 0.0
+        # Fetch positions of assigned partitions this replica has no records of yet (lag).
+        self._positions: dict[TopicPartition, int] = {}
+        metrics.consumer_lag.source = self.consumer_lag
+        metrics.commands_oldest_unfinished_age.set_function(
+            lambda: self.oldest_unfinished_age(time.time())
+        )
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -155,7 +161,53 @@ class CommandWorker:
                 for record in records:
                     tracker.add(record.offset)
                     self._submit(tp, record)
+            await self._note_positions(consumer)
             await self._commit()
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Remember where this replica starts in each assigned partition it has fetched from
+        (a high-water mark is known) but received no record of yet: its lag is counted from
+        there. The position is valid once a fetch answered, so asking costs no request
+        (the timeout only guards against a reset racing with it)."""
+        new = [
+            tp
+            for tp in consumer.assignment()
+            if tp not in self.trackers
+            and tp not in self._positions
+            and consumer.highwater(tp) is not None
+        ]
+        for tp in new:
+            with contextlib.suppress(IllegalStateError, TimeoutError):  # revoked meanwhile
+                async with asyncio.timeout(1.0):
+                    self._positions[tp] = await consumer.position(tp)
+
+    # --- what the metrics read at scrape time ----------------------------------------
+
+    def consumer_lag(self) -> dict[int, int]:
+        """Per assigned partition with a known high-water mark: the records a restart would
+        still have to process (high-water mark minus the next offset to commit)."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            tracker = self.trackers.get(tp)
+            start = tracker.unfinished_from() if tracker is not None else self._positions.get(tp)
+            if end is not None and start is not None:
+                lag[tp.partition] = max(0, end - start)
+        return lag
+
+    def oldest_unfinished_age(self, now: float) -> float:
+        """Seconds since the Kafka timestamp of the oldest record fetched and not finished
+        (``now``: epoch seconds); 0 when none."""
+        stamps = [
+            record.timestamp
+            for queue, _ in self.lanes.values()
+            for record in queue
+            if record.timestamp >= 0
+        ]
+        return max(0.0, now - min(stamps) / 1000) if stamps else 0.0
 
     def _buffered(self) -> int:
         return sum(len(queue) for queue, _ in self.lanes.values())
@@ -226,6 +278,7 @@ class CommandWorker:
         await self._commit(force=True)
         for tp in revoked:
             self.trackers.pop(tp, None)
+            self._positions.pop(tp, None)
         if revoked:
             log.info(
                 "partitions revoked",
@@ -248,7 +301,9 @@ class CommandWorker:
                 offset=record.offset,
             )
             try:
-                await self._dead_letter(record, f"internal error: {type(exc).__name__}", None)
+                await self._dead_letter(
+                    record, f"internal error: {type(exc).__name__}", None, label="internal_error"
+                )
             except Exception:
                 # Nothing is left to try: say loudly which record is skipped.
                 log.exception(
@@ -273,13 +328,19 @@ class CommandWorker:
             return
         except Exception as exc:  # a bug: the record must still not block its partition
             bound.exception("command could not be parsed")
-            await self._dead_letter(record, f"internal error: {type(exc).__name__}", None)
+            await self._dead_letter(
+                record, f"internal error: {type(exc).__name__}", None, label="internal_error"
+            )
             return
         bound = bound.bind(command_id=command.command_id, action=command.action)
         self.metrics.commands_in_flight.inc()
         try:
             with structlog.contextvars.bound_contextvars(command_id=command.command_id):
                 outcome = await self.executor.run(command)
+            if outcome in ("succeeded", "failed"):  # its final result is acknowledged
+                self.metrics.command_duration.labels(command.action, outcome).observe(
+                    max(0.0, time.time() - record.timestamp / 1000)
+                )
             bound.info(
                 "command",
                 outcome=outcome,
@@ -292,13 +353,21 @@ class CommandWorker:
         except RecordTooLarge as exc:  # e.g. a stored result a broker with a lower limit refuses
             bound.error("a record of this command is too large for Kafka", size=exc.size)
             await self._dead_letter(
-                record, f"record too large: {exc.size} bytes refused by Kafka", command.command_id
+                record,
+                f"record too large: {exc.size} bytes refused by Kafka",
+                command.command_id,
+                label="record_too_large",
             )
             self.metrics.commands.labels(command.action, "error").inc()
         except Exception as exc:
             bound.exception("command failed unexpectedly")
+            label = (
+                "ledger_record_missing"
+                if isinstance(exc, LedgerRecordMissing)
+                else "internal_error"
+            )
             await self._dead_letter(
-                record, f"internal error: {type(exc).__name__}", command.command_id
+                record, f"internal error: {type(exc).__name__}", command.command_id, label=label
             )
             self.metrics.commands.labels(command.action, "error").inc()
         finally:
@@ -314,12 +383,17 @@ class CommandWorker:
                 await self.executor.reject(record.value, action, exc)
             except Exception:  # a bug: the dead letter below still says what was wrong
                 bound.exception("failed result of an invalid command not published")
-        await self._dead_letter(record, exc.reason, exc.command_id)
+        await self._dead_letter(
+            record, exc.reason, exc.command_id, label=invalid_command_reason(exc)
+        )
 
-    async def _dead_letter(self, record: Message, reason: str, command_id: str | None) -> None:
-        """Write the record's dead letter; one too large for Kafka is written without its
-        value (``dead_letter_record``), so this never fails for size."""
-        self.metrics.dead_letters.labels(_reason_label(reason)).inc()
+    async def _dead_letter(
+        self, record: Message, reason: str, command_id: str | None, *, label: str
+    ) -> None:
+        """Write the record's dead letter (``reason``: its ``dlq-reason`` text; ``label``: the
+        metric's, one of ``DEAD_LETTER_REASONS``); one too large for Kafka is written without
+        its value (``dead_letter_record``), so this never fails for size."""
+        self.metrics.dead_letters.labels(label).inc()
         fields: dict[str, Any] = {
             "key": record.key,
             "value": record.value,
@@ -358,10 +432,16 @@ def group_coordinator_known(consumer: AIOKafkaConsumer) -> bool:
     return getattr(coordinator, "coordinator_id", None) is not None
 
 
-def _reason_label(reason: str) -> str:
-    """The metric label of a dead letter: the field or kind, with a bound set of values
-    (unknown ``connector.*`` field names come from the producer)."""
-    label = reason.split(":", 1)[0]
-    if label.startswith("connector.") and label[len("connector.") :] not in CONNECTOR_FIELDS:
-        return "connector.*"
-    return label[:64]
+def invalid_command_reason(exc: InvalidCommand) -> str:
+    """The dead-letter metric label of an invalid command: what is wrong with the record as
+    a whole (``no_value``, ``not_json``, ``not_an_object``; see ``parse_command``), else
+    ``invalid_command`` (a field: the ``dlq-reason`` header names it)."""
+    if exc.field == "$":
+        message = exc.reason.removeprefix("$: ")
+        if message.startswith("record has no value"):
+            return "no_value"
+        if message.startswith("not valid JSON"):
+            return "not_json"
+        if message.startswith("must be a JSON object"):
+            return "not_an_object"
+    return "invalid_command"

@@ -25,6 +25,7 @@ from bridge.errors import (
     WorkspaceMismatch,
 )
 from bridge.events import Record
+from bridge.ingest.age import event_age_s
 from bridge.ingest.dedupe import DedupeWindow
 from bridge.ingest.deliveries import Deliveries, OnTimeout
 from bridge.ingest.normalize import event_id, normalize_event, parse_body
@@ -231,16 +232,22 @@ class WebhookIngest:
             claimed = claimed_workspace(parsed)
             if claimed is not None and claimed != workspace_id:
                 raise WorkspaceMismatch
+        received_at = datetime.now(UTC)
         record = normalize_event(
             parsed,
             raw_body=body,
             request_id=request_id,
             default_workspace_id=workspace_id or self.config.bird.workspace_id,
-            received_at=datetime.now(UTC),
+            received_at=received_at,
             origin="webhook",
             trace=trace,
         )
-        request[OUTCOME] = await self.deliveries.publish_once(event_id(request_id, body), record)
+        outcome = await self.deliveries.publish_once(event_id(request_id, body), record)
+        request[OUTCOME] = outcome
+        if outcome == "published":  # once per event on the topic, not per delivery
+            age = event_age_s(parsed, received_at)
+            if age is not None:
+                self.metrics.webhook_event_age.observe(age)
         return web.Response(status=204)
 
     async def _publish(self, record: Record, on_timeout: OnTimeout) -> None:

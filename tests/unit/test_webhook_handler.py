@@ -94,6 +94,31 @@ async def test_refusals_are_counted_with_snake_case_outcomes(
     }
 
 
+def webhook_codes(bridge: Bridge) -> dict[str, float]:
+    text = bridge.metrics.render().decode()
+    found = re.findall(r'^bridge_webhook_responses_total\{code="([^"]+)"\} (\S+)$', text, re.M)
+    return {code: float(value) for code, value in found}
+
+
+async def test_answers_are_counted_by_status_code(bridge_url: tuple[Bridge, str]) -> None:
+    """Beside the outcome, every webhook answer by its HTTP status: the 5xx share of
+    webhooks needs the status, which several outcomes share. aiohttp's own answers count."""
+    bridge, url = bridge_url
+    raw, headers = delivery(channel_event())
+    wrong_raw, wrong_headers = delivery(channel_event(), key="not-the-key")
+    big_raw, big_headers = delivery(b'{"x":"' + b"a" * 2048 + b'"}')
+    not_json, not_json_headers = delivery(b"{nope")
+    assert (await post(url, wrong_raw, wrong_headers))[0] == 401
+    assert (await post(url, wrong_raw, wrong_headers))[0] == 401
+    assert (await post(url, big_raw, big_headers))[0] == 413
+    assert (await post(url, not_json, not_json_headers))[0] == 400
+    assert (await post(url, raw, headers))[0] == 503  # this bridge has no Kafka
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 405
+    assert webhook_codes(bridge) == {"401": 2.0, "413": 1.0, "400": 1.0, "503": 1.0, "405": 1.0}
+    assert sum(webhook_outcomes(bridge).values()) == 5  # the 405 has no outcome
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 async def test_content_type_does_not_refuse_and_a_mismatch_is_counted(
     bridge_url: tuple[Bridge, str], content_type: str | None
