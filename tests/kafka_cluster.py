@@ -111,7 +111,12 @@ def server_settings(nodes: int) -> dict[str, str]:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    """A random cluster id that does not start with "-" (the storage tool would read it as an
+    option; Kafka's own ``Uuid.randomUuid()`` skips those too)."""
+    while True:
+        found = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 def _in_thread(coroutine: Any) -> Any:
