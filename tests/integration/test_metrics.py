@@ -211,6 +211,42 @@ async def test_lag_oldest_unfinished_duration_and_ledger_while_commands_wait(
         assert after.value("bridge_ledger_entries") == 6
 
 
+async def test_lag_series_follow_the_assignment(broker: Broker) -> None:
+    """Two replicas in one group: each shows lag for its own partitions only, a revoked
+    partition's series is gone, and the remaining replica shows them all again once the
+    other leaves."""
+    simulator = fast_simulator()
+    await simulator.start()
+    try:
+        config = bridge_config(broker.bootstrap, **command_env(simulator.url))
+        everything = {str(p) for p in range(config.kafka.topic_partitions)}
+        async with (
+            running_bridge(config, ["commands"]) as first,
+            aiohttp.ClientSession() as session,
+        ):
+            await scrape_until(
+                session, first.url, lambda m: set(lag(m)) == everything, what="all partitions"
+            )
+            async with running_bridge(config, ["commands"]) as second:
+                async with asyncio.timeout(60):
+                    while True:
+                        mine = set(lag(await scrape(session, first.url)))
+                        theirs = set(lag(await scrape(session, second.url)))
+                        # Each its own share, none twice: the first lost its revoked ones.
+                        if mine and theirs and not mine & theirs and mine | theirs == everything:
+                            break
+                        await asyncio.sleep(0.1)
+            await scrape_until(
+                session,
+                first.url,
+                lambda m: set(lag(m)) == everything,
+                timeout=60,
+                what="every partition back on the remaining replica",
+            )
+    finally:
+        await simulator.stop()
+
+
 def _created(name: str, trailer: int) -> dict[str, Any]:
     """A channel.updated webhook whose Bird timestamp is ``trailer`` seconds before now."""
     stamp = datetime.now(UTC) - timedelta(seconds=trailer)
