@@ -544,6 +544,20 @@ def test_keda_and_the_pods_use_the_irsa_role_with_msk_iam() -> None:
         assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
+def test_notes_warn_when_msk_iam_runs_on_the_default_image() -> None:
+    warning = "WARNING: config.kafka.saslMechanism=AWS_MSK_IAM needs AWS's signer in the image"
+    values = load_values("msk-iam-values.yaml")
+    notes = render_notes(values)
+    assert warning in notes
+    assert "channel-bridge:0.1.0 is not tagged as an image built with it" in notes
+    assert "--build-arg BRIDGE_EXTRAS=msk" in notes
+    assert warning in render_notes(merge(values, {"image": {"registry": "r.io", "tag": "0.2.0"}}))
+    # An image tagged as built with the signer, or pinned by digest (the chart cannot tell).
+    for image in ({"tag": "0.1.0-msk"}, {"digest": "sha256:" + "a" * 64}):
+        assert warning not in render_notes(merge(values, {"image": image}))
+    assert warning not in render_notes(load_values("oauth-values.yaml"))
+
+
 def test_keda_presents_the_pods_client_certificate_with_mtls() -> None:
     rendered = render_ci("mtls-values.yaml")
     data = configmap_data(rendered)
