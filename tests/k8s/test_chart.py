@@ -558,6 +558,19 @@ def test_notes_warn_when_msk_iam_runs_on_the_default_image() -> None:
     assert warning not in render_notes(load_values("oauth-values.yaml"))
 
 
+def test_notes_warn_that_keda_checks_host_names_anyway() -> None:
+    warning = "WARNING: config.kafka.sslCheckHostname=false is for the pods only"
+    values = load_values("mtls-values.yaml")
+    assert warning not in render_notes(values)
+    unchecked = merge(values, {"config": {"kafka": {"sslCheckHostname": False}}})
+    assert warning in render_notes(unchecked)
+    # KEDA gets no parameter for it: unsafeSsl would drop the CA check as well.
+    metadata, _, _ = keda_parameters(render(unchecked))
+    assert "unsafeSsl" not in metadata
+    no_keda = merge(unchecked, {"commands": {"autoscaling": {"keda": {"enabled": False}}}})
+    assert warning not in render_notes(no_keda)
+
+
 def test_keda_presents_the_pods_client_certificate_with_mtls() -> None:
     rendered = render_ci("mtls-values.yaml")
     data = configmap_data(rendered)
