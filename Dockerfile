@@ -5,6 +5,10 @@
 # pin the default by digest, offline builds pass a locally built base
 # (see docs/deployment.md and scripts/image-smoke.sh).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+# BRIDGE_EXTRAS: an optional extra of pyproject.toml installed from its own hashed lock.
+# "msk": AWS's signer for BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM (requirements/msk.txt,
+# with boto3 and botocore); "" (the default): none, the image runs every other mode.
+ARG BRIDGE_EXTRAS=""
 
 # ---------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
@@ -17,10 +21,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 
 # Dependencies in their own layer, rebuilt only when the lock files change. Every file is
-# checked against its hash; --no-deps because the lock file is already the full closure.
-COPY requirements/runtime.txt requirements/build.txt requirements/
+# checked against its hash; --no-deps because the lock file is already the full closure
+# (an extra's lock is constrained by runtime.txt: shared packages keep their pins).
+ARG BRIDGE_EXTRAS
+COPY requirements/runtime.txt requirements/build.txt requirements/msk.txt requirements/
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+    && case "${BRIDGE_EXTRAS}" in \
+         "") ;; \
+         msk) /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/msk.txt ;; \
+         *) echo "BRIDGE_EXTRAS=${BRIDGE_EXTRAS}: not an extra of the image (\"\" or msk)" >&2; exit 1 ;; \
+       esac \
     && python3 -m venv /opt/build \
     && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
 
@@ -47,11 +58,13 @@ FROM ${BASE_IMAGE} AS runtime
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
+ARG BRIDGE_EXTRAS
 LABEL org.opencontainers.image.title="channel-bridge" \
       org.opencontainers.image.description="Links Bird's channel platform to Kafka" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
+      org.opencontainers.image.revision="${REVISION}" \
+      channel-bridge.extras="${BRIDGE_EXTRAS}"
 
 # Nothing is written outside /tmp: no bytecode caches, HOME in /tmp, so the container
 # runs with a read-only root filesystem and an emptyDir (or tmpfs) at /tmp.

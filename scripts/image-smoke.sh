@@ -6,7 +6,8 @@
 # with no Kafka reachable; /readyz answers 503; the image HEALTHCHECK passes; nothing can
 # be written outside /tmp; the development packages (birdsim, bridgedev) cannot be
 # imported and `bridge simulator` says so in one line; SIGTERM stops it with exit code 0
-# within the drain deadline.
+# within the drain deadline. AWS_MSK_IAM: the default image stops at start with one line
+# naming the build argument; one built with BRIDGE_EXTRAS=msk signs an MSK IAM token.
 #
 # Without systemd (containers, CI) podman logs "unable to get systemd connection" errors
 # for its healthcheck timer: harmless, the HEALTHCHECK is run by hand below.
@@ -18,6 +19,7 @@
 #   DEBIAN_MIRROR  mirror for debootstrap; default: the first one in the apt sources
 #   SMOKE_DIR      working dir (container storage, rootfs); default /var/tmp/channel-bridge-smoke
 #   SMOKE_PORT     host port on 127.0.0.1 for the container's 8080; default 18080
+#   BRIDGE_EXTRAS  the image's optional extra (build argument): "" (default) or msk
 #   KEEP=1         keep the built image and the container storage afterwards
 set -euo pipefail
 
@@ -131,6 +133,7 @@ main() {
     bh bud --isolation chroot --network host --format docker --layers \
         "${ca_mount[@]}" \
         --build-arg "BASE_IMAGE=$base" \
+        --build-arg "BRIDGE_EXTRAS=${BRIDGE_EXTRAS:-}" \
         --build-arg "REVISION=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)" \
         -t "$IMAGE" .
 
@@ -196,6 +199,28 @@ main() {
     [[ $said == "bridge simulator: a development tool, not installed here"* ]] \
         || fail "bridge simulator said: $said"
     echo "bridge simulator -> $said"
+
+    local msk=(-e BRIDGE_KAFKA_SECURITY_PROTOCOL=SASL_SSL -e BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM
+        -e BRIDGE_KAFKA_AWS_REGION=eu-west-1 -e BRIDGE_HTTP_PORT=8081)
+    if [[ ${BRIDGE_EXTRAS:-} == msk ]]; then
+        # Fixed credentials from the environment (the chain's first link); no network.
+        said=$(pm exec "${msk[@]}" -e AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE \
+            -e AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY \
+            -e AWS_EC2_METADATA_DISABLED=true "$NAME" /opt/venv/bin/python -c \
+            'from bridge.kafka.auth import MskIamTokenProvider as P, decode_msk_token as d
+print(d(P("eu-west-1").sign()[0]).split("&")[0])') || fail "cannot sign an MSK IAM token"
+        [[ $said == "https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect" ]] \
+            || fail "MSK IAM token: $said"
+        echo "AWS_MSK_IAM token (BRIDGE_EXTRAS=msk) -> $said..."
+    else
+        said=$(pm exec "${msk[@]}" "$NAME" /opt/venv/bin/bridge run --role ingest 2>&1) \
+            && fail "bridge run started with AWS_MSK_IAM and no signer"
+        [[ $said == "bridge run: BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs AWS's signer package"* ]] \
+            || fail "AWS_MSK_IAM without the signer said: $said"
+        [[ $said == *--build-arg\ BRIDGE_EXTRAS=msk* && $(wc -l <<< "$said") == 1 ]] \
+            || fail "AWS_MSK_IAM without the signer said: $said"
+        echo "AWS_MSK_IAM without BRIDGE_EXTRAS=msk -> $said"
+    fi
 
     log "stopping with SIGTERM (timeout ${STOP_TIMEOUT}s)"
     local t0 t1 code

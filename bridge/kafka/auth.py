@@ -22,8 +22,17 @@ from aiokafka.conn import AIOKafkaConnection, OAuthAuthenticator
 from aiokafka.errors import KafkaError
 
 from bridge.config import KafkaConfig, Secret
+from bridge.errors import StartupError
 
 log = structlog.get_logger("bridge.kafka")
+
+# The image built without `--build-arg BRIDGE_EXTRAS=msk` has no signer: say so at start, in
+# one line with the fix, not at each connection attempt.
+SIGNER_MISSING = (
+    "BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs AWS's signer package "
+    "(aws-msk-iam-sasl-signer-python), which is not installed: use an image built with "
+    "`--build-arg BRIDGE_EXTRAS=msk`, or `pip install 'channel-bridge[msk]'`"
+)
 
 # Fetch a new token once this share of the current one's lifetime has passed.
 REFRESH_AT = 0.8
@@ -165,10 +174,7 @@ class MskIamTokenProvider(CachingTokenProvider):
         try:
             from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
         except ImportError:
-            raise TokenUnavailable(
-                "BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs the signer package: "
-                "pip install 'channel-bridge[msk]'"
-            ) from None
+            raise TokenUnavailable(SIGNER_MISSING) from None
         try:
             value, expiry_ms = MSKAuthTokenProvider.generate_auth_token(self.region)
         except Exception as exc:  # botocore: no credentials, an STS error, ...
@@ -180,6 +186,14 @@ class MskIamTokenProvider(CachingTokenProvider):
 
     async def _fetch(self) -> tuple[str, float]:
         return await asyncio.get_running_loop().run_in_executor(None, self.sign)
+
+
+def require_signer() -> None:
+    """``StartupError`` (one line naming the fix) unless AWS's signer can be imported."""
+    try:
+        import aws_msk_iam_sasl_signer  # noqa: F401
+    except ImportError:  # not installed, or its boto3 / botocore missing
+        raise StartupError(SIGNER_MISSING) from None
 
 
 def decode_msk_token(token: str) -> str:
@@ -220,6 +234,7 @@ def token_provider(kafka: KafkaConfig) -> CachingTokenProvider:
     if provider is None:
         if kafka.sasl_mechanism == "AWS_MSK_IAM":
             assert kafka.aws_region  # KafkaConfig.problems
+            require_signer()
             provider = MskIamTokenProvider(kafka.aws_region)
         else:
             assert kafka.oauth_token_endpoint_url  # KafkaConfig.problems

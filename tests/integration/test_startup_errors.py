@@ -142,3 +142,44 @@ def test_recovery_tools_without_a_broker(argv: tuple[str, ...]) -> None:
 def test_reconcile_without_a_workspace_names_the_variable() -> None:
     result = run_bridge("reconcile", env={"BRIDGE_BIRD_ACCESS_KEY": "access-key-for-a-test"})
     assert_one_line(result, "BRIDGE_BIRD_WORKSPACE_ID", "--workspace")
+
+
+# The image built without `--build-arg BRIDGE_EXTRAS=msk`: AWS's signer cannot be imported
+# (None in sys.modules is how Python marks a module as not importable).
+WITHOUT_SIGNER = """
+import sys
+sys.modules["aws_msk_iam_sasl_signer"] = None
+from bridge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv", [("run", "--role", "commands"), ("command", "list")])
+def test_msk_iam_without_the_signer_stops_at_start_naming_the_fix(argv: tuple[str, ...]) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "AWS_"))}
+    env = {
+        **clean,
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "BRIDGE_KAFKA_SASL_MECHANISM": "AWS_MSK_IAM",
+        "BRIDGE_KAFKA_AWS_REGION": "eu-west-1",
+        "BRIDGE_BIRD_ACCESS_KEY": "access-key-for-a-test",
+        "BRIDGE_HTTP_PORT": str(free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SIGNER, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert_one_line(
+        result,
+        f"bridge {argv[0]}: BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs AWS's signer package "
+        "(aws-msk-iam-sasl-signer-python), which is not installed",
+        "--build-arg BRIDGE_EXTRAS=msk",
+        "pip install 'channel-bridge[msk]'",
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""

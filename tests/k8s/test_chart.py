@@ -46,6 +46,7 @@ SECRET_VARIABLES = {
     "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS",
     "BRIDGE_KAFKA_SASL_PASSWORD",
     "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET",
+    "BRIDGE_KAFKA_SSL_KEY_PASSWORD",
 }
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "IngressClass"}
 
@@ -531,7 +532,8 @@ def test_keda_and_the_pods_use_the_irsa_role_with_msk_iam() -> None:
     assert data["BRIDGE_KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM"
     assert data["BRIDGE_KAFKA_AWS_REGION"] == "eu-west-1"
     trigger, auth = keda_auth(rendered)
-    assert trigger["metadata"]["sasl"] == "aws_msk_iam"
+    assert trigger["metadata"]["sasl"] == "oauthbearer"
+    assert trigger["metadata"]["saslTokenProvider"] == "aws_msk_iam"
     assert trigger["metadata"]["awsRegion"] == "eu-west-1"
     assert auth["spec"] == {"podIdentity": {"provider": "aws", "identityOwner": "workload"}}
     (account,) = rendered.of_kind("ServiceAccount")
@@ -540,6 +542,33 @@ def test_keda_and_the_pods_use_the_irsa_role_with_msk_iam() -> None:
     for deployment in deployments(rendered):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_notes_warn_when_msk_iam_runs_on_the_default_image() -> None:
+    warning = "WARNING: config.kafka.saslMechanism=AWS_MSK_IAM needs AWS's signer in the image"
+    values = load_values("msk-iam-values.yaml")
+    notes = render_notes(values)
+    assert warning in notes
+    assert "channel-bridge:0.1.0 is not tagged as an image built with it" in notes
+    assert "--build-arg BRIDGE_EXTRAS=msk" in notes
+    assert warning in render_notes(merge(values, {"image": {"registry": "r.io", "tag": "0.2.0"}}))
+    # An image tagged as built with the signer, or pinned by digest (the chart cannot tell).
+    for image in ({"tag": "0.1.0-msk"}, {"digest": "sha256:" + "a" * 64}):
+        assert warning not in render_notes(merge(values, {"image": image}))
+    assert warning not in render_notes(load_values("oauth-values.yaml"))
+
+
+def test_notes_warn_that_keda_checks_host_names_anyway() -> None:
+    warning = "WARNING: config.kafka.sslCheckHostname=false is for the pods only"
+    values = load_values("mtls-values.yaml")
+    assert warning not in render_notes(values)
+    unchecked = merge(values, {"config": {"kafka": {"sslCheckHostname": False}}})
+    assert warning in render_notes(unchecked)
+    # KEDA gets no parameter for it: unsafeSsl would drop the CA check as well.
+    metadata, _, _ = keda_parameters(render(unchecked))
+    assert "unsafeSsl" not in metadata
+    no_keda = merge(unchecked, {"commands": {"autoscaling": {"keda": {"enabled": False}}}})
+    assert warning not in render_notes(no_keda)
 
 
 def test_keda_presents_the_pods_client_certificate_with_mtls() -> None:
@@ -560,15 +589,272 @@ def test_keda_presents_the_pods_client_certificate_with_mtls() -> None:
         "key": "tls.key",
     }
     assert refs["ca"] == {"parameter": "ca", "name": "kafka-ca", "key": "ca.crt"}
+    (secret,) = rendered.of_kind("Secret")
+    assert refs["keyPassword"] == {
+        "parameter": "keyPassword",
+        "name": secret["metadata"]["name"],
+        "key": "kafka-ssl-key-password",
+    }
+    assert base64.b64decode(secret["data"]["kafka-ssl-key-password"]) == b"ci-client-key-password"
     for deployment in deployments(rendered):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = list(containers(deployment))
+        env = {e["name"]: e["value"] for e in container["env"]}
+        secrets_mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+        assert env["BRIDGE_KAFKA_SSL_KEY_PASSWORD_FILE"] == (
+            f"{secrets_mount['mountPath']}/kafka-ssl-key-password"
+        )
         mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-client-cert")
         volume = next(v for v in pod["volumes"] if v["name"] == "kafka-client-cert")
         assert volume["secret"]["secretName"] == "channel-bridge-kafka-client"
         paths = {f"{mount['mountPath']}/{item['path']}" for item in volume["secret"]["items"]}
         assert {data["BRIDGE_KAFKA_SSL_CERTFILE"], data["BRIDGE_KAFKA_SSL_KEYFILE"]} == paths
     assert data["BRIDGE_KAFKA_SSL_CHECK_HOSTNAME"] == "true"
+
+
+def test_an_existing_secret_holds_the_client_key_password() -> None:
+    values = merge(
+        load_values("mtls-values.yaml"),
+        {
+            "secrets": {
+                "existingSecret": "bridge-credentials",
+                "existingSecretKeys": {"kafkaSslKeyPassword": "client-key-password"},
+            }
+        },
+    )
+    rendered = render(values)
+    assert rendered.of_kind("Secret") == []
+    _, auth = keda_auth(rendered)
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    assert refs["keyPassword"] == {
+        "parameter": "keyPassword",
+        "name": "bridge-credentials",
+        "key": "client-key-password",
+    }
+    for deployment in deployments(rendered):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = list(containers(deployment))
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["BRIDGE_KAFKA_SSL_KEY_PASSWORD_FILE"].endswith("/client-key-password")
+        volume = next(v for v in pod["volumes"] if v["name"] == "secrets")
+        assert {"key": "client-key-password", "path": "client-key-password"} in (
+            volume["secret"]["items"]
+        )
+    # Without a password the key is read as unencrypted: no variable, no KEDA parameter.
+    plain = render(merge(values, {"secrets": {"existingSecretKeys": {"kafkaSslKeyPassword": ""}}}))
+    _, auth = keda_auth(plain)
+    assert "keyPassword" not in {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
+    for deployment in deployments(plain):
+        (container,) = list(containers(deployment))
+        assert "BRIDGE_KAFKA_SSL_KEY_PASSWORD_FILE" not in {
+            e["name"] for e in container.get("env", [])
+        }
+
+
+# KEDA's `kafka` scaler, as read in kedacore/keda pkg/scalers/kafka_scaler.go
+# (parseKafkaAuthParams, parseSaslOAuthParams, parseTLS, parseKafkaMetadata) and in
+# keda-docs content/docs/2.18/scalers/apache-kafka.md (KEDA 2.18; the same names since 2.15,
+# which added `saslTokenProvider`). KEDA ignores any other name without a word, so a
+# misspelt parameter shows only as a scaler that cannot log in.
+KEDA_KAFKA_METADATA = {
+    "bootstrapServers",
+    "consumerGroup",
+    "topic",
+    "lagThreshold",
+    "activationLagThreshold",
+    "offsetResetPolicy",
+    "allowIdleConsumers",
+    "scaleToZeroOnInvalidOffset",
+    "excludePersistentLag",
+    "limitToPartitionsWithLag",
+    "ensureEvenDistributionOfPartitions",
+    "version",
+    "partitionLimitation",
+    "sasl",
+    "saslTokenProvider",
+    "tls",
+    "unsafeSsl",
+    "awsRegion",
+}
+KEDA_KAFKA_AUTH = {
+    "sasl",
+    "saslTokenProvider",
+    "tls",
+    "username",
+    "password",
+    "oauthTokenEndpointUri",
+    "scopes",
+    "oauthExtensions",
+    "ca",
+    "cert",
+    "key",
+    "keyPassword",
+    "awsRoleArn",
+    "awsAccessKeyID",
+    "awsSecretAccessKey",
+}
+# `sasl` of the `kafka` scaler; `aws_msk_iam` is a `saslTokenProvider` here (a `sasl` value
+# only in the experimental `apache-kafka` scaler, which the chart does not use).
+KEDA_SASL_MODES = {"plaintext", "scram_sha256", "scram_sha512", "oauthbearer", "gssapi", "none"}
+KEDA_TRIGGER_BASE = {
+    "bootstrapServers",
+    "consumerGroup",
+    "topic",
+    "lagThreshold",
+    "activationLagThreshold",
+    "offsetResetPolicy",
+    "allowIdleConsumers",
+}
+
+
+def keda_parameters(rendered: Rendered) -> tuple[dict[str, str], set[str], dict[str, str] | None]:
+    """The kafka trigger's metadata, the names its TriggerAuthentication sets, its podIdentity."""
+    scaled = rendered.named("ScaledObject", component_name("commands"))
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    metadata: dict[str, str] = trigger["metadata"]
+    if "authenticationRef" not in trigger:
+        return metadata, set(), None
+    spec = rendered.named("TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+    names = [
+        ref["parameter"]
+        for source in ("secretTargetRef", "configMapTargetRef", "env")
+        for ref in spec.get(source, [])
+    ]
+    assert len(names) == len(set(names)), f"a parameter given twice: {names}"
+    return metadata, set(names), spec.get("podIdentity")
+
+
+MSK_METADATA = {
+    "sasl": "oauthbearer",
+    "saslTokenProvider": "aws_msk_iam",
+    "awsRegion": "eu-west-1",
+    "tls": "enable",
+}
+
+
+@pytest.mark.parametrize(
+    ("values_name", "override", "metadata", "auth", "pod_identity"),
+    [
+        ("keda-hpa-values.yaml", {}, {}, set(), None),
+        (
+            "sasl-values.yaml",
+            {},
+            {"sasl": "scram_sha512", "tls": "enable"},
+            {"username", "password", "ca"},
+            None,
+        ),
+        (
+            "sasl-values.yaml",
+            {"config": {"kafka": {"saslMechanism": "SCRAM-SHA-256"}}},
+            {"sasl": "scram_sha256", "tls": "enable"},
+            {"username", "password", "ca"},
+            None,
+        ),
+        (
+            "sasl-values.yaml",
+            {"config": {"kafka": {"saslMechanism": "PLAIN", "securityProtocol": "SASL_PLAINTEXT"}}},
+            {"sasl": "plaintext"},
+            {"username", "password"},
+            None,
+        ),
+        (
+            "oauth-values.yaml",
+            {},
+            {"sasl": "oauthbearer", "tls": "enable"},
+            {"username", "password", "oauthTokenEndpointUri", "scopes", "oauthExtensions"},
+            None,
+        ),
+        (
+            "oauth-values.yaml",
+            {"config": {"kafka": {"oauth": {"scope": "", "extensions": ""}}}},
+            {"sasl": "oauthbearer", "tls": "enable"},
+            {"username", "password", "oauthTokenEndpointUri"},
+            None,
+        ),
+        (
+            "msk-iam-values.yaml",
+            {},
+            MSK_METADATA,
+            set(),
+            {"provider": "aws", "identityOwner": "workload"},
+        ),
+        (
+            "msk-iam-values.yaml",
+            {
+                "serviceAccount": {"annotations": {}},
+                "commands": {
+                    "autoscaling": {
+                        "keda": {"awsRoleArn": "arn:aws:iam::123456789012:role/keda-bridge"}
+                    }
+                },
+            },
+            MSK_METADATA,
+            set(),
+            {"provider": "aws", "roleArn": "arn:aws:iam::123456789012:role/keda-bridge"},
+        ),
+        (
+            "mtls-values.yaml",
+            {},
+            {"tls": "enable"},
+            {"ca", "cert", "key", "keyPassword"},
+            None,
+        ),
+        (
+            "mtls-values.yaml",
+            {"secrets": {"kafkaSslKeyPassword": ""}},
+            {"tls": "enable"},
+            {"ca", "cert", "key"},
+            None,
+        ),
+        (
+            "mtls-values.yaml",
+            {
+                "config": {"kafka": {"caSecret": {"name": ""}}},
+                "secrets": {"kafkaSslKeyPassword": ""},
+            },
+            {"tls": "enable"},
+            {"cert", "key"},
+            None,
+        ),
+    ],
+)
+def test_keda_gets_exactly_the_kafka_scaler_parameters_of_each_mode(
+    values_name: str,
+    override: dict[str, Any],
+    metadata: dict[str, str],
+    auth: set[str],
+    pod_identity: dict[str, str] | None,
+) -> None:
+    rendered = render(merge(load_values(values_name), override))
+    rendered_metadata, names, identity = keda_parameters(rendered)
+    assert set(rendered_metadata) == KEDA_TRIGGER_BASE | set(metadata)
+    assert {key: rendered_metadata[key] for key in metadata} == metadata
+    assert names == auth
+    assert identity == pod_identity
+
+
+@each_ci_values
+def test_every_keda_parameter_is_one_the_kafka_scaler_reads(values_name: str) -> None:
+    rendered = render_ci(values_name)
+    if not rendered.of_kind("ScaledObject"):
+        return
+    metadata, names, identity = keda_parameters(rendered)
+    assert set(metadata) <= KEDA_KAFKA_METADATA
+    assert names <= KEDA_KAFKA_AUTH
+    assert metadata.get("sasl", "none") in KEDA_SASL_MODES
+    # KEDA refuses `tls` / `sasl` given in both places, and a cert without its key.
+    assert not {"tls", "sasl", "saslTokenProvider"} & names
+    assert ("cert" in names) == ("key" in names)
+    assert "keyPassword" not in names or "key" in names
+    if metadata.get("sasl") in ("plaintext", "scram_sha256", "scram_sha512"):
+        assert {"username", "password"} <= names
+    if metadata.get("sasl") == "oauthbearer" and "saslTokenProvider" not in metadata:
+        assert {"username", "password", "oauthTokenEndpointUri"} <= names
+    if metadata.get("saslTokenProvider") == "aws_msk_iam":
+        assert metadata["tls"] == "enable"
+        assert metadata["awsRegion"]
+        assert identity is not None or {"awsAccessKeyID", "awsRoleArn"} & names
 
 
 @each_ci_values
@@ -710,6 +996,29 @@ def test_helm_test_pod_gets_healthz_through_the_ingest_service() -> None:
             "config.kafka.clientCertSecret needs securityProtocol SSL or SASL_SSL",
         ),
         (
+            {
+                "config": {"kafka": {"securityProtocol": "SSL"}},
+                "secrets": {"kafkaSslKeyPassword": "p"},
+            },
+            "the Kafka client key password (secrets.kafkaSslKeyPassword / "
+            "secrets.existingSecretKeys.kafkaSslKeyPassword) needs "
+            "config.kafka.clientCertSecret.name",
+        ),
+        (
+            {
+                "config": {
+                    "kafka": {
+                        "securityProtocol": "SASL_SSL",
+                        "saslMechanism": "AWS_MSK_IAM",
+                        "awsRegion": "eu-west-1",
+                    }
+                },
+                "commands": {"autoscaling": {"keda": {"enabled": True}}},
+            },
+            "KEDA takes the pods' role from the ServiceAccount annotation "
+            "eks.amazonaws.com/role-arn (IRSA), which serviceAccount.annotations lacks",
+        ),
+        (
             {"commands": {"autoscaling": {"keda": {"enabled": True, "maxReplicaCount": 7}}}},
             "exceeds config.kafka.topicPartitions",
         ),
@@ -761,6 +1070,19 @@ def test_render_refuses_incomplete_or_contradictory_values(
         ({"config": {"kafka": {"topicPartition": 3}}}, "/config/kafka"),
         ({"config": {"extraSettings": {"LOG_LEVEL": "debug"}}}, "/config/extraSettings"),
         ({"image": {"digest": "sha256:nothex"}}, "/image/digest"),
+        (
+            {"config": {"kafka": {"oauth": {"extensions": "logicalCluster=lkc-1, pool=p"}}}},
+            "/config/kafka/oauth/extensions",
+        ),
+        (
+            {"config": {"kafka": {"oauth": {"extensions": "token=a=b"}}}},
+            "/config/kafka/oauth/extensions",
+        ),
+        (
+            {"commands": {"autoscaling": {"keda": {"awsRoleArn": "keda-role"}}}},
+            "/commands/autoscaling/keda/awsRoleArn",
+        ),
+        ({"secrets": {"kafkaSslKeyPassword": 1234}}, "/secrets/kafkaSslKeyPassword"),
         ({"ingest": {"resources": {"limits": {"memory": None}}}}, "/ingest/resources/limits"),
         (
             {"commands": {"autoscaling": {"hpa": {"enabled": True}, "keda": {"enabled": True}}}},

@@ -6,6 +6,7 @@ image build and run is scripts/image-smoke.sh.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shutil
@@ -25,6 +26,8 @@ from tests.k8s.render import DOCKERFILE, ROOT
 
 RUNTIME_LOCK = ROOT / "requirements" / "runtime.txt"
 BUILD_LOCK = ROOT / "requirements" / "build.txt"
+# The image's optional extras (build argument BRIDGE_EXTRAS), each from its own lock.
+EXTRA_LOCKS = {"msk": ROOT / "requirements" / "msk.txt"}
 
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[^\s\\;]+)")
 
@@ -41,6 +44,19 @@ def read_lock(path: Path) -> dict[str, tuple[Version, int]]:
             version, hashes = pins[current]
             pins[current] = (version, hashes + 1)
     return pins
+
+
+def lock_hashes(path: Path) -> dict[str, set[str]]:
+    """Package -> the sha256 hashes a pip-compile lock accepts for it."""
+    hashes: dict[str, set[str]] = {}
+    current = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if match := _PIN.match(line):
+            current = str(canonicalize_name(match["name"]))
+            hashes[current] = set()
+        hashes.setdefault(current, set()).update(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+    hashes.pop("", None)
+    return hashes
 
 
 def pyproject() -> dict[str, object]:
@@ -60,7 +76,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_every_pin_is_exact_and_hashed() -> None:
-    for lock in (RUNTIME_LOCK, BUILD_LOCK):
+    for lock in (RUNTIME_LOCK, BUILD_LOCK, *EXTRA_LOCKS.values()):
         pins = read_lock(lock)
         assert pins, f"{lock.name} pins nothing"
         for name, (_, hashes) in pins.items():
@@ -80,6 +96,82 @@ def test_runtime_lock_satisfies_the_project_dependencies() -> None:
             f"requirements/runtime.txt pins {name}=={version}, pyproject.toml wants {spec}"
         )
     assert "dumb-init" in pins, "the image's PID 1 comes from the lock"
+
+
+def test_each_extra_lock_pins_its_extra_and_keeps_the_runtime_pins() -> None:
+    project = pyproject()["project"]
+    assert isinstance(project, dict)
+    runtime = read_lock(RUNTIME_LOCK)
+    runtime_hashes = lock_hashes(RUNTIME_LOCK)
+    for extra, lock in EXTRA_LOCKS.items():
+        pins = read_lock(lock)
+        for spec in project["optional-dependencies"][extra]:
+            requirement = Requirement(spec)
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{name} (extra {extra}) is missing from {lock.name}"
+            assert requirement.specifier.contains(pins[name][0], prereleases=True), (
+                f"{lock.name} pins {name}=={pins[name][0]}, pyproject.toml's {extra} wants {spec}"
+            )
+        # Installed after runtime.txt into the same venv: a package in both must be the
+        # same release with the same files, which the constraint makes pip-compile keep.
+        source = lock.with_suffix(".in").read_text(encoding="utf-8").splitlines()
+        assert "-c runtime.txt" in source, f"{lock.with_suffix('.in').name}: -c runtime.txt"
+        hashes = lock_hashes(lock)
+        for shared in set(pins) & set(runtime):
+            assert pins[shared][0] == runtime[shared][0], f"{lock.name} moves {shared}"
+            assert hashes[shared] == runtime_hashes[shared], f"{lock.name}: {shared} hashes"
+
+
+def test_each_extra_lock_is_a_closure_over_the_runtime_lock() -> None:
+    """What `pip check` proves in the image build, offline: every requirement of a locked
+    package (read from the installed distribution's metadata) is locked too, and in range
+    where the installed release is the pinned one."""
+    pinned = read_lock(RUNTIME_LOCK)
+    for extra, lock in EXTRA_LOCKS.items():
+        pins = read_lock(lock)
+        everything = {**pinned, **pins}
+        for name, (version, _) in pins.items():
+            distribution = importlib.metadata.distribution(name)
+            same_release = Version(distribution.version) == version
+            for spec in distribution.requires or []:
+                requirement = Requirement(spec)
+                if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                    continue
+                needed = canonicalize_name(requirement.name)
+                assert needed in everything, f"{name} needs {needed}: not in {lock.name}"
+                if same_release:
+                    assert requirement.specifier.contains(everything[needed][0], True), (
+                        f"{name}=={version} wants {spec}, {lock.name} pins "
+                        f"{needed}=={everything[needed][0]}"
+                    )
+        assert pins, f"{lock.name} pins nothing for {extra}"
+
+
+def test_dockerfile_installs_each_extra_from_its_hashed_lock() -> None:
+    instructions = dockerfile_instructions()
+    args = [rest for keyword, rest in instructions if keyword == "ARG"]
+    assert 'BRIDGE_EXTRAS=""' in args, "no extra by default: the image stays without boto3"
+    (install,) = [
+        rest for keyword, rest in instructions if keyword == "RUN" and "runtime.txt" in rest
+    ]
+    arms = dict(
+        re.findall(
+            r"(\w+)\) /opt/venv/bin/pip install --require-hashes --no-deps "
+            r"-r requirements/(\w+)\.txt ;;",
+            install,
+        )
+    )
+    assert arms == {extra: extra for extra in EXTRA_LOCKS}
+    assert '"") ;;' in install, "BRIDGE_EXTRAS empty: runtime.txt alone"
+    assert re.search(r"\*\) echo [^;]*>&2; exit 1 ;;", install), "an unknown extra fails"
+    project = pyproject()["project"]
+    assert isinstance(project, dict)
+    copied = " ".join(rest for keyword, rest in instructions if keyword == "COPY")
+    for extra, lock in EXTRA_LOCKS.items():
+        assert extra in project["optional-dependencies"]
+        assert f"requirements/{lock.name}" in copied
+    labels = " ".join(rest for keyword, rest in instructions if keyword == "LABEL")
+    assert 'channel-bridge.extras="${BRIDGE_EXTRAS}"' in labels
 
 
 def test_build_lock_satisfies_the_build_system() -> None:

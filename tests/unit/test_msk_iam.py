@@ -4,13 +4,18 @@ the environment (the first link of the standard chain); no network."""
 from __future__ import annotations
 
 import string
+import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from bridge import config
+from bridge.errors import StartupError
+from bridge.kafka import auth
 from bridge.kafka.auth import MskIamTokenProvider, TokenUnavailable, decode_msk_token
+from bridge.kafka.clients import common_settings
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -105,3 +110,34 @@ async def test_token_is_cached_until_refresh(aws_env: pytest.MonkeyPatch) -> Non
     now[0] += 200
     await provider.token()
     assert provider.fetches == 2
+
+
+MSK_SETTINGS = {
+    "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "BRIDGE_KAFKA_SASL_MECHANISM": "AWS_MSK_IAM",
+    "BRIDGE_KAFKA_AWS_REGION": "eu-west-1",
+}
+
+
+def test_a_missing_signer_is_one_line_naming_the_fix_before_any_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(auth, "_PROVIDERS", {})
+    monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", None)  # not importable
+    kafka = config.load(MSK_SETTINGS).kafka
+    with pytest.raises(StartupError) as caught:
+        common_settings(kafka)  # what every client, and `bridge run` at start, builds first
+    reason = caught.value.reason
+    assert "\n" not in reason
+    assert reason.startswith("BRIDGE_KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs AWS's signer")
+    assert "--build-arg BRIDGE_EXTRAS=msk" in reason
+    assert "pip install 'channel-bridge[msk]'" in reason
+
+
+def test_with_the_signer_the_settings_carry_its_token_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(auth, "_PROVIDERS", {})
+    settings = common_settings(config.load(MSK_SETTINGS).kafka)
+    assert settings["sasl_mechanism"] == "OAUTHBEARER"
+    assert isinstance(settings["sasl_oauth_token_provider"], MskIamTokenProvider)

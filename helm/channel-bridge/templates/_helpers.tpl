@@ -102,8 +102,9 @@ A number as the bridge parses it: integers without exponent or ".0"
 
 {{/* ---------------------------------------------------------------------------------
 Secrets. Logical names: birdAccessKey, webhookSigningKey, webhookSigningKeyPrevious,
-kafkaSaslPassword, kafkaOauthClientSecret. Key names in the chart-owned Secret are fixed (the defaults of
-secrets.existingSecretKeys); with existingSecret they come from existingSecretKeys.
+kafkaSaslPassword, kafkaOauthClientSecret, kafkaSslKeyPassword. Key names in the chart-owned
+Secret are fixed (the defaults of secrets.existingSecretKeys); with existingSecret they come
+from existingSecretKeys.
 ------------------------------------------------------------------------------------ */}}
 {{- define "channel-bridge.secretName" -}}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "channel-bridge.fullname" .) | trunc 63 | trimSuffix "-") -}}
@@ -115,6 +116,7 @@ webhookSigningKey: webhook-signing-key
 webhookSigningKeyPrevious: webhook-signing-key-previous
 kafkaSaslPassword: kafka-sasl-password
 kafkaOauthClientSecret: kafka-oauth-client-secret
+kafkaSslKeyPassword: kafka-ssl-key-password
 {{- end -}}
 
 {{/* Key of a logical secret in the Secret; call with (dict "root" $ "name" "birdAccessKey"). */}}
@@ -128,7 +130,7 @@ kafkaOauthClientSecret: kafka-oauth-client-secret
 
 {{/* BRIDGE_* variable of a logical secret (its file variable is this + "_FILE"). */}}
 {{- define "channel-bridge.secretEnv" -}}
-{{- index (dict "birdAccessKey" "BRIDGE_BIRD_ACCESS_KEY" "webhookSigningKey" "BRIDGE_WEBHOOK_SIGNING_KEY" "webhookSigningKeyPrevious" "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS" "kafkaSaslPassword" "BRIDGE_KAFKA_SASL_PASSWORD" "kafkaOauthClientSecret" "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET") . -}}
+{{- index (dict "birdAccessKey" "BRIDGE_BIRD_ACCESS_KEY" "webhookSigningKey" "BRIDGE_WEBHOOK_SIGNING_KEY" "webhookSigningKeyPrevious" "BRIDGE_WEBHOOK_SIGNING_KEY_PREVIOUS" "kafkaSaslPassword" "BRIDGE_KAFKA_SASL_PASSWORD" "kafkaOauthClientSecret" "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET" "kafkaSslKeyPassword" "BRIDGE_KAFKA_SSL_KEY_PASSWORD") . -}}
 {{- end -}}
 
 {{- define "channel-bridge.sasl" -}}
@@ -149,11 +151,22 @@ kafkaOauthClientSecret: kafka-oauth-client-secret
 {{- if has .Values.config.kafka.securityProtocol (list "SSL" "SASL_SSL") -}}true{{- end -}}
 {{- end -}}
 
+{{/* The password of an encrypted client key is given: a key in the existing Secret, or a value. */}}
+{{- define "channel-bridge.sslKeyPasswordGiven" -}}
+{{- $s := .Values.secrets -}}
+{{- if or (and $s.existingSecret $s.existingSecretKeys.kafkaSslKeyPassword) (and (not $s.existingSecret) $s.kafkaSslKeyPassword) -}}true{{- end -}}
+{{- end -}}
+{{/* Mutual TLS with an encrypted client key: the pods and KEDA need its password. */}}
+{{- define "channel-bridge.sslKeyPassword" -}}
+{{- if and (include "channel-bridge.kafkaTls" .) .Values.config.kafka.clientCertSecret.name (include "channel-bridge.sslKeyPasswordGiven" .) -}}true{{- end -}}
+{{- end -}}
+
 {{/*
 The logical secrets a role needs, as a YAML list; mirrors bridge.config.Config.require:
 ingest: the signing key unless insecure (the previous key while rotating), the Bird
 AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL password
-(PLAIN, SCRAM) or the OIDC client secret (OAUTHBEARER).
+(PLAIN, SCRAM) or the OIDC client secret (OAUTHBEARER), and the password of an encrypted
+client key (mutual TLS) when one is given.
 */}}
 {{- define "channel-bridge.roleSecrets" -}}
 {{- $v := .root.Values -}}
@@ -178,6 +191,9 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- end -}}
 {{- if include "channel-bridge.oauth" .root -}}
 {{- $names = append $names "kafkaOauthClientSecret" -}}
+{{- end -}}
+{{- if include "channel-bridge.sslKeyPassword" .root -}}
+{{- $names = append $names "kafkaSslKeyPassword" -}}
 {{- end -}}
 {{- toYaml $names -}}
 {{- end -}}
@@ -296,6 +312,9 @@ AccessKey with ensureSubscriptions; commands: the Bird AccessKey; both: the SASL
 {{- end -}}
 {{- if and $v.config.kafka.clientCertSecret.name (not (include "channel-bridge.kafkaTls" .)) -}}
 {{- fail (printf "config.kafka.clientCertSecret needs securityProtocol SSL or SASL_SSL, not %s" $v.config.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and (include "channel-bridge.sslKeyPasswordGiven" .) (not $v.config.kafka.clientCertSecret.name) -}}
+{{- fail "the Kafka client key password (secrets.kafkaSslKeyPassword / secrets.existingSecretKeys.kafkaSslKeyPassword) needs config.kafka.clientCertSecret.name: it decrypts that Secret's key" -}}
 {{- end -}}
 {{- if and $v.ingest.enabled (not $v.config.webhook.insecure) -}}
 {{- $_ := required "config.webhook.publicUrl is required: Bird signs the URL it posts to (or set config.webhook.insecure=true)" $v.config.webhook.publicUrl -}}
