@@ -499,3 +499,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"{name}: {exc.reason}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        # A setting found wrong only when a client is built (a TLS file that does not load).
+        return _fail_config(exc)

@@ -183,3 +183,32 @@ def test_msk_iam_without_the_signer_stops_at_start_naming_the_fix(argv: tuple[st
     )
     assert result.returncode == 1
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("dlq", "list"),
+        ("dlq", "redrive", "--dry-run"),
+        ("command", "list"),
+        ("reconcile", "--workspace", "ws-1"),
+        ("run", "--role", "commands"),
+    ],
+)
+def test_a_client_certificate_that_does_not_load_is_one_line(
+    argv: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The TLS files are read when a Kafka client is built, after the settings were
+    checked: that late refusal is one line too, in every tool that opens a client."""
+    missing = tmp_path / "missing"
+    env = {
+        "BRIDGE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "BRIDGE_KAFKA_SSL_CERTFILE": str(missing / "client.pem"),
+        "BRIDGE_KAFKA_SSL_KEYFILE": str(missing / "client.key"),
+        "BRIDGE_BIRD_ACCESS_KEY": "access-key-for-a-test",
+        "BRIDGE_BIRD_WORKSPACE_ID": "ws-1",
+        "BRIDGE_HTTP_PORT": str(free_port()),
+    }
+    result = run_bridge(*argv, env=env)
+    assert_one_line(result, "BRIDGE_KAFKA_SSL_CERTFILE", "cannot load the client certificate")
