@@ -14,6 +14,7 @@ from tests.k8s.monitoring import (
     dashboard,
     dashboard_exprs,
     exposed_names,
+    metric_labels,
     monitoring_spec,
     rules,
     used_metric_names,
@@ -36,6 +37,8 @@ PENDING_METRICS = frozenset(
         "bridge_webhook_responses_total",
     }
 )
+# Labels that work changes: bridge_bird_request_seconds's `status` becomes `status_class`.
+PENDING_LABELS = frozenset({("bridge_bird_request_seconds_count", "status_class")})
 
 
 async def scrape_running_bridge(broker: Broker) -> str:
@@ -76,3 +79,24 @@ async def test_rules_and_dashboard_use_only_metrics_the_bridge_exposes(broker: B
     assert unexpected == [], f"used by the rules or the dashboard, not on /metrics: {missing}"
     # A pending name the bridge now exposes must leave PENDING_METRICS.
     assert sorted(PENDING_METRICS & exposed) == [], "exposed now: drop from PENDING_METRICS"
+
+
+async def test_labels_the_rules_and_dashboard_use_are_on_the_series(broker: Broker) -> None:
+    """For each metric with samples after a webhook and a command: the labels the rules and
+    the dashboard match or group it by are on its samples."""
+    text = await scrape_running_bridge(broker)
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    exprs = [rule["expr"] for rule in rules(monitoring_spec())]
+    exprs += dashboard_exprs(dashboard())
+    used: set[tuple[str, str]] = set()
+    for expr in exprs:
+        used |= metric_labels(expr)
+    checked = {(name, label) for name, label in used if name in labels}
+    assert len(checked) >= 10, sorted(checked)
+    missing = sorted((name, label) for name, label in checked if label not in labels[name])
+    unexpected = sorted(set(missing) - PENDING_LABELS)
+    assert unexpected == [], f"labels not on the samples: {missing}"
+    assert sorted(PENDING_LABELS - set(missing)) == [], "there now: drop from PENDING_LABELS"

@@ -182,3 +182,26 @@ def promtool() -> str:
     path = _promtool_path()
     assert path is not None
     return path
+
+
+# Labels Prometheus puts on every series of a target (ServiceMonitor), not the bridge.
+TARGET_LABELS = frozenset(
+    {"namespace", "service", "job", "pod", "instance", "container", "endpoint"}
+)
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^{}]*)\}")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^()]*)\)", re.IGNORECASE)
+
+
+def metric_labels(expr: str) -> set[tuple[str, str]]:
+    """(metric, label) pairs an expression relies on: its matchers, and its `by` labels
+    when it selects one metric only. Target labels are left out."""
+    pairs: set[tuple[str, str]] = set()
+    for match in _SELECTOR.finditer(_STRING.sub('""', expr)):
+        pairs |= {(match[1], label) for label in _MATCHER.findall(match[2])}
+    names = metric_names(expr)
+    if len(names) == 1:
+        (name,) = names
+        for grouping in _GROUPING.findall(expr):
+            pairs |= {(name, label.strip()) for label in grouping.split(",") if label.strip()}
+    return {(name, label) for name, label in pairs if label not in TARGET_LABELS}

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.k8s.monitoring import (
     alerts,
     dashboard,
     dashboard_exprs,
+    metric_labels,
     metric_names,
     monitoring_spec,
     panels,
@@ -28,10 +30,12 @@ from tests.k8s.monitoring import (
     rules,
 )
 from tests.k8s.render import (
+    CHART,
     NAMESPACE,
     RELEASE,
     HelmFailed,
     component_name,
+    helm,
     load_values,
     merge,
     render,
@@ -105,6 +109,28 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 )
 def test_metric_names_are_the_selected_series(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
+
+
+@pytest.mark.parametrize(
+    ("expr", "pairs"),
+    [
+        (
+            'sum by (namespace, code) (rate(a_total{namespace="n", code=~"5.."}[5m]))',
+            {("a_total", "code")},
+        ),
+        (
+            'histogram_quantile(0.99, sum by (le, action) (rate(h_bucket{job=~"$job"}[5m])))',
+            {("h_bucket", "le"), ("h_bucket", "action")},
+        ),
+        # Two metrics: a `by` label cannot be told apart, matchers still can.
+        ('sum by (x) (a{y="1"}) / sum by (x) (b)', {("a", "y")}),
+        ('c{w="a,b", v!="z"}', {("c", "w"), ("c", "v")}),
+    ],
+)
+def test_metric_labels_are_the_matchers_and_grouping(
+    expr: str, pairs: set[tuple[str, str]]
+) -> None:
+    assert metric_labels(expr) == pairs
 
 
 # --- the PrometheusRule ------------------------------------------------------------------
@@ -290,6 +316,15 @@ def test_dashboard_configmap_carries_the_file_and_the_sidecar_label() -> None:
     assert custom["metadata"]["labels"]["dashboards"] == "grafana"
     assert "grafana_dashboard" not in custom["metadata"]["labels"]
     assert custom["metadata"]["namespace"] == "o11y"
+
+
+def test_dashboard_file_is_in_the_packaged_chart(tmp_path: Path) -> None:
+    helm("package", CHART, "--destination", tmp_path)
+    (archive,) = tmp_path.glob("*.tgz")
+    with tarfile.open(archive) as packaged:
+        member = packaged.extractfile("channel-bridge/dashboards/channel-bridge.json")
+        assert member is not None
+        assert json.loads(member.read()) == dashboard()
 
 
 def test_dashboard_is_valid_json_with_its_variables() -> None:
