@@ -263,6 +263,19 @@ def test_alerts_follow_the_roles_and_reconciliation() -> None:
     assert set(rendered_alerts(ingest_only)) == ALERT_NAMES - COMMANDS_ALERTS
     commands_only = monitoring_values(ingest={"enabled": False})
     assert set(rendered_alerts(commands_only)) == ALERT_NAMES - {"ChannelBridgeWebhookErrors"}
+    # Commands only and scaled to zero when idle: no target up is normal.
+    scaled_to_zero = merge(
+        commands_only,
+        {"commands": {"autoscaling": {"keda": {"enabled": True, "minReplicaCount": 0}}}},
+    )
+    assert set(rendered_alerts(scaled_to_zero)) == ALERT_NAMES - {
+        "ChannelBridgeWebhookErrors",
+        "ChannelBridgeAbsent",
+    }
+    with_ingest = monitoring_values(
+        commands={"autoscaling": {"keda": {"enabled": True, "minReplicaCount": 0}}}
+    )
+    assert "ChannelBridgeAbsent" in rendered_alerts(with_ingest)
 
 
 def test_additional_rules_join_the_group() -> None:
