@@ -359,6 +359,17 @@ def test_dashboard_is_valid_json_with_its_variables() -> None:
             assert 'job=~"$job"' in target["expr"], panel["title"]
 
 
+def test_dashboard_panels_do_not_overlap() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels(dashboard()):
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
 def test_dashboard_covers_ingest_commands_bird_and_kafka() -> None:
     used: set[str] = set()
     for expr in dashboard_exprs(dashboard()):
