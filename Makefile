@@ -32,6 +32,18 @@ kafka-tools:
 	    openjdk-17-jre-headless maven >/dev/null; } || \
 	  echo "make: could not install Java and Maven; the tests needing Apache Kafka are skipped"
 
+## promtool, for the alert-rule checks in tests/k8s/test_monitoring.py: Debian's prometheus
+## package ships it, installed when missing (its service is stopped if the install started it).
+## Without it those tests skip, unless apt-get as root could have installed it: then they fail.
+.PHONY: prometheus-tools
+prometheus-tools:
+	@command -v promtool >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+	  { invoke-rc.d prometheus stop >/dev/null 2>&1 || true; }; } || \
+	  echo "make: could not install promtool (Debian's prometheus package); the alert-rule tests fail or skip"
+
+test: prometheus-tools
+
 ## Benchmarks (not tests): webhook ingest vs baselines, then commands at 1/10/100 in flight.
 bench: install
 	command -v wrk >/dev/null || apt-get install -y wrk

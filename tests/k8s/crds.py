@@ -1,10 +1,10 @@
 """Structural JSON schemas for the custom resources the chart renders (pure data).
 
 kubernetes-validate ships only the built-in API. These schemas cover the fields of
-ServiceMonitor (monitoring.coreos.com/v1), ScaledObject and TriggerAuthentication
-(keda.sh/v1alpha1) and HTTPRoute (gateway.networking.k8s.io/v1) as their upstream
-CRDs define them; unknown fields are refused, so a typo fails here as it would at
-`kubectl apply`. Free-form sub-objects (label selectors, HPA behavior) are typed as
+ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1), ScaledObject and
+TriggerAuthentication (keda.sh/v1alpha1) and HTTPRoute (gateway.networking.k8s.io/v1) as
+their upstream CRDs define them; unknown fields are refused, so a typo fails here as it
+would at `kubectl apply`. Free-form sub-objects (label selectors, HPA behavior) are typed as
 objects only.
 """
 
@@ -297,7 +297,47 @@ HTTP_ROUTE = resource(
     ),
 )
 
+RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "alert": STRING,
+        "record": STRING,
+        "expr": {"type": ["string", "integer"]},
+        "for": DURATION,
+        "keep_firing_for": DURATION,
+        "labels": STRING_MAP,
+        "annotations": STRING_MAP,
+    },
+    "required": ["expr"],
+    "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+}
+
+PROMETHEUS_RULE = resource(
+    "monitoring.coreos.com/v1",
+    "PrometheusRule",
+    closed(
+        {
+            "groups": array(
+                closed(
+                    {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": DURATION,
+                        "query_offset": DURATION,
+                        "limit": INT,
+                        "partial_response_strategy": STRING,
+                        "labels": STRING_MAP,
+                        "rules": array(RULE),
+                    },
+                    required=("name",),
+                )
+            ),
+        }
+    ),
+)
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
     ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGER_AUTHENTICATION,

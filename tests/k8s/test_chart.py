@@ -25,6 +25,7 @@ from tests.k8s.render import (
     HELM_VERSION,
     KUBE_VERSION,
     NAMESPACE,
+    RELEASE,
     HelmFailed,
     Manifest,
     Rendered,
@@ -61,7 +62,8 @@ def role_of(deployment: Manifest) -> str:
 
 
 def configmap_data(rendered: Rendered) -> dict[str, str]:
-    (configmap,) = rendered.of_kind("ConfigMap")
+    """The bridge's settings (the dashboard, when enabled, is another ConfigMap)."""
+    configmap = rendered.named("ConfigMap", f"{RELEASE}-channel-bridge")
     data: dict[str, str] = configmap["data"]
     return data
 
