@@ -30,7 +30,7 @@ from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
 from bridge.errors import LedgerRecordMissing
 from bridge.events import Record
-from bridge.kafka.clients import consumer_settings, topic_partitions
+from bridge.kafka.clients import consumer_settings, start_client, topic_partitions
 from bridge.retry import KAFKA_BACKOFF, Retry
 
 log = structlog.get_logger("bridge.ledger")
@@ -85,7 +85,7 @@ class Ledger:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
-        await consumer.start()
+        await start_client(consumer)
         self._consumer = consumer
         partitions = await self._partitions(consumer)
         consumer.assign(partitions)
@@ -155,12 +155,7 @@ class Ledger:
     async def _started_reader(self) -> AIOKafkaConsumer:
         if self._reader is None:
             reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
-            try:
-                await reader.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await reader.stop()
-                raise
+            await start_client(reader)
             self._reader = reader
         return self._reader
 

@@ -29,7 +29,7 @@ from bridge.commands.parse import parse_command
 from bridge.commands.results import dead_letter_record
 from bridge.config import Config
 from bridge.errors import InvalidCommand, LedgerRecordMissing, RecordTooLarge
-from bridge.kafka.clients import consumer_settings
+from bridge.kafka.clients import consumer_settings, start_client
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
@@ -103,12 +103,15 @@ class CommandWorker:
                     **consumer_settings(self.config.kafka, group=self.config.kafka.consumer_group)
                 )
                 consumer.subscribe([self.config.topics.commands], listener=_Rebalance(self))
-                await consumer.start()
+                await start_client(consumer)
             except (KafkaError, OSError) as exc:
                 log.warning("command consumer cannot start, retrying", error=repr(exc))
                 await self.ledger.stop()
                 await retry.wait()
                 continue
+            except BaseException:
+                await self.ledger.stop()
+                raise
             self.consumer = consumer
             self.started = True
             log.info("command worker started", topic=self.config.topics.commands)

@@ -311,3 +311,28 @@ def all_topics(topics: TopicsConfig) -> list[str]:
         topics.ledger,
         topics.channel_state,
     ]
+
+
+# How long a stop waits for a client's start in progress to settle before cancelling it.
+START_SETTLE_S = 2.0
+
+
+async def start_client(client: Any) -> None:
+    """``await client.start()`` for an aiokafka consumer or producer that is stopped again
+    when the start fails or is cancelled (a stop during start-up), so no socket is left open.
+
+    A cancel first lets the start settle for up to ``START_SETTLE_S``: aiokafka's bootstrap
+    leaks its connection when cancelled in the middle of its metadata request."""
+    starting = asyncio.ensure_future(client.start())
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(starting, START_SETTLE_S)
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise

@@ -18,7 +18,12 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import ConsumerRecord
 
 from bridge.config import KafkaConfig
-from bridge.kafka.clients import common_settings, consumer_settings, topic_partitions
+from bridge.kafka.clients import (
+    common_settings,
+    consumer_settings,
+    start_client,
+    topic_partitions,
+)
 
 Message: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -84,7 +89,7 @@ async def scan_topic(
     """Every record of ``topic`` up to its end, in batches of at most ``batch``."""
     consumer = AIOKafkaConsumer(**consumer_settings(kafka, group=None))
     try:
-        await consumer.start()
+        await start_client(consumer)
         partitions = await topic_partitions(consumer, topic, wait_s=2.0)
         async for records in scan_partitions(consumer, partitions, batch=batch):
             yield records

@@ -23,7 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from bridge.config import Config
 from bridge.events import Record
-from bridge.kafka.clients import consumer_settings, topic_partitions
+from bridge.kafka.clients import consumer_settings, start_client, topic_partitions
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.scan import Message, scan_partitions
 from bridge.metrics import Metrics
@@ -98,11 +98,9 @@ class StateFolder:
             consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=self.group))
             consumer.subscribe([self.config.topics.events], listener=_Rebalance(self))
             try:
-                await consumer.start()
+                await start_client(consumer)
             except (KafkaError, OSError) as exc:
                 log.warning("channel-state consumer cannot start, retrying", error=repr(exc))
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
                 await retry.wait()
                 continue
             retry.reset()
@@ -193,7 +191,7 @@ class StateFolder:
         """Read the state partitions of ``partitions`` to their end."""
         topic = self.config.topics.channel_state
         reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
-        await reader.start()
+        await start_client(reader)
         try:
             existing = {tp.partition for tp in await topic_partitions(reader, topic, wait_s=2.0)}
             missing = partitions - existing

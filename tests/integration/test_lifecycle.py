@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -15,10 +16,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bridge.app import Bridge, make_runner
 from bridge.kafka.embedded import free_port
+from tests.command_helpers import command_env
 from tests.ingest_helpers import channel_event, delivery
 from tests.kafka_cluster import Broker
-from tests.kafka_helpers import broker_env
+from tests.kafka_helpers import bridge_config, broker_env
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +125,20 @@ def test_missing_signing_key_is_refused_unless_insecure() -> None:
     )
     assert result.returncode == 2
     assert b"BRIDGE_WEBHOOK_SIGNING_KEY: required" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.2, 0.5, 1.0])
+async def test_stopped_while_starting_leaves_no_client_open(broker: Broker, delay_s: float) -> None:
+    """Stopped at any moment of its start (here: after ``delay_s``), the commands role
+    closes every Kafka client it opened: an unclosed one is a ResourceWarning, which the
+    suite turns into a failure."""
+    config = bridge_config(broker.bootstrap, **command_env("http://127.0.0.1:9"))
+    bridge = Bridge(config, ["commands"])
+    runner = make_runner(bridge, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await runner.cleanup()
+    gc.collect()
