@@ -14,6 +14,7 @@ signature or a body; a failed span records the error's type, not its message.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
@@ -127,7 +128,10 @@ class Tracing:
         detected = OTELResourceDetector().detect().attributes
         if not detected.get("service.name"):
             attributes["service.name"] = SERVICE_NAME
-        provider = TracerProvider(resource=Resource.create(attributes).merge(Resource(detected)))
+        provider = TracerProvider(
+            resource=Resource.create(attributes).merge(Resource(detected)),
+            shutdown_on_exit=False,  # shutdown() does it, within the bridge's deadline
+        )
         provider.add_span_processor(processor)
         return cls(provider)
 
@@ -153,11 +157,16 @@ class Tracing:
         )
         return _RecordingScope(span)
 
-    def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Export what is left (within ``timeout_s``) and stop. Blocking: run it in a thread."""
-        if self.provider is not None:
-            self.provider.force_flush(int(timeout_s * 1000))
-            self.provider.shutdown()
+    def shutdown(self, timeout_s: float = 5.0) -> bool:
+        """Export what is left and stop; False when that took longer than ``timeout_s``
+        (a collector that does not answer): the export is then left to a daemon thread
+        that does not hold up the process's exit. Blocking: call it in a thread."""
+        if self.provider is None:
+            return True
+        closing = threading.Thread(target=self.provider.shutdown, name="otel-shutdown", daemon=True)
+        closing.start()
+        closing.join(timeout_s)
+        return not closing.is_alive()
 
 
 def tracing_from_env(environ: Mapping[str, str]) -> Tracing:
