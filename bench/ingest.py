@@ -19,9 +19,10 @@ With ``--workspaces N`` the bridge serves N workspaces (``BRIDGE_WORKSPACES_FILE
 webhooks go to the last one's ``/webhooks/bird/<workspaceId>``, signed with its key.
 
 With ``--tracing`` it measures what tracing costs instead: the bridge alone, in ``--rounds``
-rounds (the order turning each round), three ways: requests without ``traceparent``; with
-one (propagation only: no OTEL_* endpoint); and with one and spans exported over OTLP/HTTP
-to a local receiver (``bench.otlp_sink``, in this process) through the batch processor.
+rounds (the order turning each round), three ways: requests without ``traceparent`` (but
+a header of the same length the bridge ignores, so wrk and the HTTP parser do the same
+work); with one (propagation only: no OTEL_* endpoint); and with one and spans exported
+over OTLP/HTTP to a local receiver (``bench.otlp_sink``, in this process).
 """
 
 from __future__ import annotations
@@ -139,16 +140,24 @@ def channel_event(n: int) -> bytes:
 
 
 def lua_script(
-    bodies: int, key: str = SIGNING_KEY, url: str = PUBLIC_URL, *, traced: bool = False
+    bodies: int,
+    key: str = SIGNING_KEY,
+    url: str = PUBLIC_URL,
+    *,
+    traced: bool = False,
+    padded: bool = False,
 ) -> str:
-    """``traced``: every request carries a ``traceparent`` (one trace per body)."""
+    """``traced``: every request carries a ``traceparent`` (one trace per body);
+    ``padded``: the same value under a header the bridge ignores (``x-bench-padding``),
+    so a run without trace context sends the same bytes."""
     rows = []
     for n in range(bodies):
         body = channel_event(n).decode()
         assert "]==]" not in body
-        trace = f', "00-{uuid.UUID(int=n + 1).hex}-{n + 1:016x}-01"' if traced else ""
+        trace = f', "00-{uuid.UUID(int=n + 1).hex}-{n + 1:016x}-01"' if traced or padded else ""
         rows.append(f'  {{[==[{body}]==], "{sign(key, TIMESTAMP, url, body.encode())}"{trace}}},')
-    trace_header = '\n    ["traceparent"] = row[3],' if traced else ""
+    name = "traceparent" if traced else "x-bench-padding"
+    trace_header = f'\n    ["{name}"] = row[3],' if traced or padded else ""
     return LUA % {"rows": "\n".join(rows), "timestamp": TIMESTAMP, "trace": trace_header}
 
 
@@ -384,7 +393,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 TRACING = {
-    "plain": "bridge, no traceparent",
+    "plain": "bridge, no traceparent (same bytes)",
     "propagate": "bridge, traceparent (propagation only)",
     "export": "bridge, traceparent + OTLP export",
 }
@@ -398,7 +407,8 @@ async def tracing_cost(
 ) -> int:
     """The bridge three ways (``TRACING``), ``args.rounds`` rounds, each round in another
     order; a fresh process per run, one topic for all. Compares medians."""
-    plain, traced = work / "webhooks.lua", work / "webhooks-traced.lua"
+    plain, traced = work / "webhooks-padded.lua", work / "webhooks-traced.lua"
+    plain.write_text(lua_script(args.bodies, padded=True))
     traced.write_text(lua_script(args.bodies, traced=True))
     sink = OtlpSink()
     await sink.start()
