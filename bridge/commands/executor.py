@@ -11,6 +11,9 @@
 The ledger is written before each result, so a command seen again (redelivery, crash,
 rebalance) resumes from what was done. Every decision is in plan.py (pure); this module
 is the I/O around it, through ``BirdConnectors``, ``LedgerStore`` and ``ResultSink``.
+
+``command.trace`` (contract 13) goes with every Bird call and result; each ledger write
+and result publish is a span of it (``bridge.tracing``: nothing when not exporting).
 """
 
 from __future__ import annotations

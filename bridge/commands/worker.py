@@ -322,12 +322,14 @@ class CommandWorker:
         except asyncio.CancelledError:
             raise
         except RecordTooLarge as exc:  # e.g. a stored result a broker with a lower limit refuses
+            span.set("bridge.outcome", "error")
             bound.error("a record of this command is too large for Kafka", size=exc.size)
             await self._dead_letter(
                 record, f"record too large: {exc.size} bytes refused by Kafka", command.command_id
             )
             self.metrics.commands.labels(command.action, "error").inc()
         except Exception as exc:
+            span.set("bridge.outcome", "error")
             bound.exception("command failed unexpectedly")
             await self._dead_letter(
                 record, f"internal error: {type(exc).__name__}", command.command_id
