@@ -17,6 +17,12 @@ with fresh ids. Afterwards the bridge's topic is read back and compared with its
 
 With ``--workspaces N`` the bridge serves N workspaces (``BRIDGE_WORKSPACES_FILE``) and the
 webhooks go to the last one's ``/webhooks/bird/<workspaceId>``, signed with its key.
+
+With ``--tracing`` it measures what tracing costs instead: the bridge alone, in ``--rounds``
+rounds (the order turning each round), three ways: requests without ``traceparent`` (but
+a header of the same length the bridge ignores, so wrk and the HTTP parser do the same
+work); with one (propagation only: no OTEL_* endpoint); and with one and spans exported
+over OTLP/HTTP to a local receiver (``bench.otlp_sink``, in this process).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import asyncio
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import uuid
@@ -49,6 +56,7 @@ from bench.common import (
     table,
     verdict,
 )
+from bench.otlp_sink import OtlpSink
 from bridge import config as config_module
 from bridge import logs
 from bridge.ingest.verify import sign
@@ -91,7 +99,7 @@ function request()
     ["Content-Type"] = "application/json",
     ["messagebird-signature"] = row[2],
     ["messagebird-request-timestamp"] = timestamp,
-    ["messagebird-request-id"] = prefix .. counter,
+    ["messagebird-request-id"] = prefix .. counter,%(trace)s
   }, row[1])
 end
 
@@ -131,13 +139,26 @@ def channel_event(n: int) -> bytes:
     return orjson.dumps({"service": "channels", "event": "channel.updated", "payload": payload})
 
 
-def lua_script(bodies: int, key: str = SIGNING_KEY, url: str = PUBLIC_URL) -> str:
+def lua_script(
+    bodies: int,
+    key: str = SIGNING_KEY,
+    url: str = PUBLIC_URL,
+    *,
+    traced: bool = False,
+    padded: bool = False,
+) -> str:
+    """``traced``: every request carries a ``traceparent`` (one trace per body);
+    ``padded``: the same value under a header the bridge ignores (``x-bench-padding``),
+    so a run without trace context sends the same bytes."""
     rows = []
     for n in range(bodies):
         body = channel_event(n).decode()
         assert "]==]" not in body
-        rows.append(f'  {{[==[{body}]==], "{sign(key, TIMESTAMP, url, body.encode())}"}},')
-    return LUA % {"rows": "\n".join(rows), "timestamp": TIMESTAMP}
+        trace = f', "00-{uuid.UUID(int=n + 1).hex}-{n + 1:016x}-01"' if traced or padded else ""
+        rows.append(f'  {{[==[{body}]==], "{sign(key, TIMESTAMP, url, body.encode())}"{trace}}},')
+    name = "traceparent" if traced else "x-bench-padding"
+    trace_header = f'\n    ["{name}"] = row[3],' if traced or padded else ""
+    return LUA % {"rows": "\n".join(rows), "timestamp": TIMESTAMP, "trace": trace_header}
 
 
 @dataclass
@@ -299,6 +320,11 @@ async def main(args: argparse.Namespace) -> int:
         broker = EmbeddedBroker(log_path=work / "broker.log")
         settings = EMBEDDED_BENCH_SETTINGS
     broker.start()
+    if args.tracing:
+        try:
+            return await tracing_cost(args, broker, settings, work)
+        finally:
+            broker.stop()
     runs: dict[str, Measured] = {}
     outcomes: dict[str, int] = {}
     try:
@@ -362,6 +388,115 @@ async def main(args: argparse.Namespace) -> int:
     if args.profile is not None:
         print(f"\npy-spy profile of the bridge during its measured run ({args.profile}):")
         print(profile_summary(args.profile))
+    print(f"\nlogs: {work}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+TRACING = {
+    "plain": "bridge, no traceparent (same bytes)",
+    "propagate": "bridge, traceparent (propagation only)",
+    "export": "bridge, traceparent + OTLP export",
+}
+
+
+async def tracing_cost(
+    args: argparse.Namespace,
+    broker: EmbeddedBroker | KafkaCluster,
+    settings: dict[str, str],
+    work: Path,
+) -> int:
+    """The bridge three ways (``TRACING``), ``args.rounds`` rounds, each round in another
+    order; a fresh process per run, one topic for all. Compares medians."""
+    plain, traced = work / "webhooks-padded.lua", work / "webhooks-traced.lua"
+    plain.write_text(lua_script(args.bodies, padded=True))
+    traced.write_text(lua_script(args.bodies, traced=True))
+    sink = OtlpSink()
+    await sink.start()
+    suffix = uuid.uuid4().hex[:8]
+    runs: dict[str, list[Measured]] = {name: [] for name in TRACING}
+    published = 0
+    other: Counter[str] = Counter()
+    order = list(TRACING)
+    try:
+        for round_ in range(args.rounds):
+            for name in order[round_ % 3 :] + order[: round_ % 3]:
+                port = free_port()
+                env = bridge_env(broker.bootstrap, port, suffix, settings)
+                # No OTEL_* of the caller's (--bridge-env may set some): only the export
+                # runs export, to the receiver.
+                env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+                env.update(dict(args.bridge_env))
+                if name == "export":
+                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.url
+                script = plain if name == "plain" else traced
+                async with Child(
+                    f"{name}-{round_}", bridge_argv("ingest"), port=port, env=env, log_dir=work
+                ) as server:
+                    runs[name].append(await measure(server, script, args))
+                    await asyncio.sleep(1)  # requests cut off when wrk stopped still finish
+                    outcomes = await webhook_outcomes(port)
+                published += outcomes.pop("published", 0)
+                other.update({k: v for k, v in outcomes.items() if v})
+        records, ids = await read_event_ids(broker.bootstrap, env["BRIDGE_TOPIC_EVENTS"], set())
+    finally:
+        await sink.stop()
+    print(banner("Ingest benchmark: the cost of tracing", "bench.ingest"))
+    print(f"broker: {BROKERS[args.broker]}")
+    print(
+        f"load: wrk {args.threads} threads, {args.connections} connections, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s measured per run, {args.rounds} "
+        f"rounds of the three, each run a fresh `bridge run --role ingest`"
+    )
+    rows = []
+    medians: dict[str, float] = {}
+    for name, label in TRACING.items():
+        rates = [m.result.rps for m in runs[name]]
+        medians[name] = statistics.median(rates)
+        cpus = [1e6 * m.cpu_s / m.result.requests for m in runs[name]]
+        p99 = statistics.median(m.result.p99_us / 1000 for m in runs[name])
+        rows.append(
+            [
+                label,
+                f"{medians[name]:,.0f}",
+                " ".join(f"{r:,.0f}" for r in rates),
+                f"{p99:.2f}",
+                f"{statistics.median(cpus):.0f}",
+                " ".join(f"{c:.0f}" for c in cpus),
+                f"{max(m.rss_mb for m in runs[name]):.1f}",
+            ]
+        )
+    headers = [
+        "bridge",
+        "median req/s",
+        "each run",
+        "p99 ms",
+        "CPU us/req",
+        "each run",
+        "peak RSS MB",
+    ]
+    print(f"\n{table(headers, rows)}\n")
+    propagate = medians["propagate"] / medians["plain"]
+    export = medians["export"] / medians["plain"]
+    exported = sum(m.result.ok + m.warmup.ok for m in runs["export"])
+    print(f"propagation only: {100 * (1 - propagate):+.1f} % throughput cost vs no traceparent")
+    print(f"OTLP export:      {100 * (1 - export):+.1f} % throughput cost vs no traceparent")
+    print(
+        f"OTLP receiver: {sink.requests} requests, {sink.bytes / 1e6:.1f} MB, {sink.spans} "
+        f"spans, {len(sink.trace_ids)} trace ids (wrk counted {exported} 2xx in the export runs)"
+    )
+    checks = [
+        (
+            f"propagation only costs <= 3 % throughput ({100 * (1 - propagate):.1f} %)",
+            propagate >= 0.97,
+        ),
+        (
+            f"topic holds {records} records with {len(ids)} distinct request ids; the bridge "
+            f"answered 204 {published} times (other outcomes: {dict(other) or 'none'})",
+            records == len(ids) == published and not other,
+        ),
+    ]
+    for text, ok in checks:
+        print(f"{verdict(ok)}  {text}")
     print(f"\nlogs: {work}")
     return 0 if all(ok for _, ok in checks) else 1
 
@@ -438,6 +573,15 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="extra setting for the bridge, e.g. BRIDGE_KAFKA_LINGER_MS=0 (the naive "
         "handler follows BRIDGE_KAFKA_LINGER_MS); repeatable",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="measure tracing instead: the bridge without traceparent, with it (propagation "
+        "only) and with OTLP export to a local receiver, side by side",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --tracing: rounds of the three runs"
     )
     parser.add_argument(
         "--profile",

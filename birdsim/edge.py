@@ -219,6 +219,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 duration_ms=duration_ms,
                 fault=fault or (action.source if action.kind != "pass" else None),
                 processed=processed,
+                traceparent=request.headers.get("traceparent"),
+                tracestate=request.headers.get("tracestate"),
             )
         )
         # Plain successes at debug: `bridge dev` polls a lot; faults and errors stand out.

@@ -23,6 +23,9 @@ class RequestRecord:
     duration_ms: float
     fault: str | None
     processed: bool
+    # W3C Trace Context the caller sent, as received (tests follow a trace through Bird).
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +39,8 @@ class RequestRecord:
             "durationMs": round(self.duration_ms, 2),
             "fault": self.fault,
             "processed": self.processed,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
         }
 
 
@@ -50,11 +55,13 @@ class RequestJournal:
         self._records.clear()
 
     def query(self, filters: Mapping[str, str]) -> list[RequestRecord]:
-        """Filter by ``method``, ``path`` (a glob), ``workspaceId`` and ``status``."""
+        """Filter by ``method``, ``path`` (a glob), ``workspaceId``, ``status`` and
+        ``traceId`` (the trace id of the request's ``traceparent``)."""
         method = filters.get("method", "").upper()
         path = filters.get("path")
         workspace = filters.get("workspaceId")
         status = filters.get("status")
+        trace_id = filters.get("traceId")
         return [
             r
             for r in self._records
@@ -62,4 +69,5 @@ class RequestJournal:
             and (path is None or fnmatch.fnmatchcase(r.path, path))
             and (workspace is None or r.workspace_id == workspace)
             and (status is None or str(r.status) == status)
+            and (trace_id is None or (r.traceparent or "")[3:35] == trace_id)
         ]

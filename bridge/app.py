@@ -29,6 +29,7 @@ from bridge.metrics import CONTENT_TYPE_LATEST, Counter, Metrics
 from bridge.ports import port_problem
 from bridge.recovery_runtime import Recovery
 from bridge.retry import SUBSCRIPTIONS_BACKOFF, Retry
+from bridge.tracing import Tracing
 
 log = structlog.get_logger("bridge")
 
@@ -49,6 +50,7 @@ class Bridge:
     _outcomes: dict[str, Counter] = field(default_factory=dict)
     _codes: dict[int, Counter] = field(default_factory=dict)
     recovery: Recovery | None = None  # the commands role's state fold and reconciliation
+    tracing: Tracing = field(default_factory=Tracing)  # propagation only, unless configured
 
     def __post_init__(self) -> None:
         self.publisher = Publisher(self.config.kafka, self.metrics, on_connect=self._create_topics)
@@ -167,9 +169,12 @@ def build_app(bridge: Bridge) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(_tracing_ctx)
     app.cleanup_ctx.append(_publisher_ctx)
     if "ingest" in bridge.roles:
-        ingest = WebhookIngest(bridge.config, bridge.publisher, bridge.metrics)
+        ingest = WebhookIngest(
+            bridge.config, bridge.publisher, bridge.metrics, tracing=bridge.tracing
+        )
         app.router.add_post(WEBHOOK_PATH, ingest.handle)
         if ingest.several:
             app.router.add_post(WEBHOOK_PREFIX + "{workspace}", ingest.handle_workspace)
@@ -190,6 +195,16 @@ def make_runner(bridge: Bridge, *, shutdown_timeout: float) -> web.AppRunner:
         access_log=None,
         shutdown_timeout=shutdown_timeout,
     )
+
+
+async def _tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Stopped last: the spans of the shutdown itself are exported too."""
+    yield
+    tracing = app[BRIDGE].tracing
+    if tracing.enabled:
+        timeout = min(5.0, app[BRIDGE].config.shutdown_timeout_s / 4)
+        if not await asyncio.to_thread(tracing.shutdown, timeout):
+            log.warning("spans not all exported at shutdown", waited_s=timeout)
 
 
 async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:

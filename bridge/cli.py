@@ -72,6 +72,7 @@ def _warn_unknown_settings() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import Bridge, serve
     from bridge.kafka.clients import common_settings
+    from bridge.tracing import tracing_from_env
 
     roles = _roles(args.role)
     try:
@@ -83,7 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
     _warn_unknown_settings()
     fix_mmap_threshold()
-    asyncio.run(serve(Bridge(config, roles)))
+    # OTEL_* variables: spans exported when an OTLP endpoint is set (docs/tracing.md).
+    asyncio.run(serve(Bridge(config, roles, tracing=tracing_from_env(os.environ))))
     return 0
 
 

@@ -8,6 +8,7 @@ simulator; prints where everything listens and what to type next. Ctrl-C stops i
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from bridge.errors import StartupError
 from bridge.kafka.embedded import EMBEDDED_SETTINGS, EmbeddedBroker
 from bridge.ports import port_problem
 from bridge.subscriptions import ensure_subscriptions
+from bridge.tracing import tracing_from_env
 
 log = structlog.get_logger("bridge.dev")
 
@@ -167,7 +169,7 @@ async def _run_with_broker(
             await simulator.start()
         except OSError as exc:  # taken since check_ports
             raise StartupError(f"cannot listen on {HOST}:{simulator_port}: {exc}") from exc
-        bridge = Bridge(config, ["ingest", "commands"])
+        bridge = Bridge(config, ["ingest", "commands"], tracing=tracing_from_env(os.environ))
         service = asyncio.create_task(serve(bridge, stop=stop))
         started = time.monotonic()
         while not bridge.ready() and not service.done():

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bridge.app import Bridge, bound_port, make_runner
 from bridge.config import Config, Role
+from bridge.tracing import Tracing
 
 
 @dataclass
@@ -21,9 +22,13 @@ class RunningBridge:
 
 @asynccontextmanager
 async def running_bridge(
-    config: Config, roles: Sequence[Role] = ("ingest",), *, wait_ready: bool = True
+    config: Config,
+    roles: Sequence[Role] = ("ingest",),
+    *,
+    wait_ready: bool = True,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[RunningBridge]:
-    bridge = Bridge(config, list(roles))
+    bridge = Bridge(config, list(roles), tracing=tracing or Tracing())
     runner = make_runner(bridge, shutdown_timeout=5)
     await runner.setup()
     try:

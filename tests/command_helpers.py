@@ -71,6 +71,7 @@ class Results:
 
     by_command: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     raw: dict[str, list[bytes]] = field(default_factory=dict)
+    headers: dict[str, list[dict[str, bytes]]] = field(default_factory=dict)
 
     def statuses(self, command_id: str) -> list[str]:
         return [r["data"]["status"] for r in self.by_command.get(command_id, [])]
@@ -124,12 +125,23 @@ class CommandClient:
                     command_id = event["subject"]
                     self.results.by_command.setdefault(command_id, []).append(event)
                     self.results.raw.setdefault(command_id, []).append(record.value)
+                    headers = {k: bytes(v) for k, v in record.headers or ()}
+                    self.results.headers.setdefault(command_id, []).append(headers)
 
-    async def send(self, command: Mapping[str, Any] | bytes, *, key: bytes | None = None) -> None:
+    async def send(
+        self,
+        command: Mapping[str, Any] | bytes,
+        *,
+        key: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         value = command if isinstance(command, bytes) else orjson.dumps(command)
         if key is None and isinstance(command, Mapping):
             key = str(command["commandId"]).encode()
-        await self.producer.send_and_wait(self.config.topics.commands, value, key=key)
+        record_headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+        await self.producer.send_and_wait(
+            self.config.topics.commands, value, key=key, headers=record_headers or None
+        )
 
     async def final(self, command_id: str, timeout: float = 20) -> dict[str, Any]:
         async with asyncio.timeout(timeout):

@@ -24,6 +24,7 @@ import orjson
 from bridge.commands.ledger_state import Entry, LedgerState
 from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, LedgerRecordMissing
 from bridge.events import Record, rfc3339
+from bridge.tracecontext import TraceContext
 
 
 @dataclass
@@ -41,11 +42,13 @@ class FakeBird:
     connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    traces: list[TraceContext | None] = field(default_factory=list)  # one per call
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _polls: dict[str, int] = field(default_factory=dict)
 
-    def _call(self, operation: str, subject: str) -> None:
+    def _call(self, operation: str, subject: str, trace: TraceContext | None) -> None:
         self.calls.append((operation, subject))
+        self.traces.append(trace)
         queued = self.failures.get(operation)
         if queued:
             raise queued.pop(0)
@@ -70,9 +73,14 @@ class FakeBird:
         return dict(connector)
 
     async def create_connector(
-        self, workspace: str, body: Mapping[str, Any], *, deadline: float
+        self,
+        workspace: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> dict[str, Any]:
-        self._call("create_connector", str(body.get("name")))
+        self._call("create_connector", str(body.get("name")), trace)
         connector = self.add_connector(body, created_at=self.now)
         if self.lose_create_answers:
             self.lose_create_answers -= 1
@@ -80,21 +88,38 @@ class FakeBird:
         return connector
 
     async def get_connector(
-        self, workspace: str, connector_id: str, *, deadline: float
+        self,
+        workspace: str,
+        connector_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> dict[str, Any]:
-        self._call("get_connector", connector_id)
+        self._call("get_connector", connector_id, trace)
         if connector_id not in self.connectors:
             raise BirdRejected("get_connector: Bird answered 404", bird_status=404)
         return dict(self.connectors[connector_id])
 
-    async def delete_connector(self, workspace: str, connector_id: str, *, deadline: float) -> bool:
-        self._call("delete_connector", connector_id)
+    async def delete_connector(
+        self,
+        workspace: str,
+        connector_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
+    ) -> bool:
+        self._call("delete_connector", connector_id, trace)
         return self.connectors.pop(connector_id, None) is not None
 
     async def list_connectors(
-        self, workspace: str, template_ref: str | None, *, deadline: float
+        self,
+        workspace: str,
+        template_ref: str | None,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> list[dict[str, Any]]:
-        self._call("list_connectors", template_ref or "")
+        self._call("list_connectors", template_ref or "", trace)
         return [
             dict(c)
             for c in self.connectors.values()
@@ -102,9 +127,9 @@ class FakeBird:
         ]
 
     async def get_channel(
-        self, workspace: str, channel_id: str, *, deadline: float
+        self, workspace: str, channel_id: str, *, deadline: float, trace: TraceContext | None = None
     ) -> dict[str, Any]:
-        self._call("get_channel", channel_id)
+        self._call("get_channel", channel_id, trace)
         polls = self._polls.get(channel_id, 0)
         self._polls[channel_id] = polls + 1
         status = self.channel_statuses[min(polls, len(self.channel_statuses) - 1)]
@@ -160,9 +185,13 @@ class RecordingSink:
     max_record_size: int = 1024 * 1024
     published: list[bytes] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    traces: list[TraceContext | None] = field(default_factory=list)
 
-    async def publish(self, command_id: str, value: bytes) -> None:
+    async def publish(
+        self, command_id: str, value: bytes, *, trace: TraceContext | None = None
+    ) -> None:
         self.keys.append(command_id)
+        self.traces.append(trace)
         self.published.append(value)
 
     def results(self) -> list[dict[str, Any]]:

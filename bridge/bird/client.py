@@ -8,6 +8,9 @@ no connection made, deadline passed) or ``BirdOutcomeUnknown`` (timeout, 5xx, co
 lost mid-request). Non-idempotent calls (create) are retried only where Bird cannot have
 acted on them; ``BirdOutcomeUnknown`` is raised at once so the caller can look before it
 creates again.
+
+A call given a trace context sends it (``traceparent``, ``tracestate``) with every
+request; with spans exported each request is a client span and carries that span's id.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -29,6 +32,8 @@ from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, BirdUnava
 from bridge.metrics import Metrics
 from bridge.ratelimit import TokenBucket
 from bridge.retry import Retry
+from bridge.tracecontext import TraceContext
+from bridge.tracing import SpanScope, Tracing
 
 log = structlog.get_logger("bridge.bird")
 
@@ -60,12 +65,16 @@ def _error_from_response(status: int, body: bytes, operation: str) -> BirdError:
 
 
 class BirdClient:
-    def __init__(self, config: BirdConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, config: BirdConfig, metrics: Metrics, *, tracing: Tracing | None = None
+    ) -> None:
         if config.access_key is None and not config.workspaces_from_file:
             raise ValueError("BirdClient needs an access key")
         self.config = config
         self.metrics = metrics
+        self.tracing = tracing or Tracing()
         self.base = config.api_url.rstrip("/")
+        self._host = urlsplit(self.base).hostname or ""
         self.backoff = Backoff(config.retry_base_s, config.retry_cap_s)
         self._headers = {
             "Accept": "application/json",
@@ -137,8 +146,10 @@ class BirdClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        trace: TraceContext | None = None,
     ) -> tuple[int, Any]:
-        """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes."""
+        """Call Bird until it answers 2xx, a final error, or ``deadline`` (monotonic) passes.
+        Each request carries ``trace`` (one client span per request when exporting)."""
         assert self._session is not None, "BirdClient.start() first"
         auth: dict[str, str] | None = None
         if self._auth is not None:
@@ -158,6 +169,12 @@ class BirdClient:
             status_label = "error"
             answered: int | None = None
             retry_after: float | None = None
+            span = None
+            headers = auth
+            if trace is not None:
+                span = self._span(method, path, operation, trace, retry.attempt)
+                assert span.context is not None
+                headers = {**(auth or {}), **span.context.http_headers()}
             try:
                 timeout = aiohttp.ClientTimeout(total=min(self.config.request_timeout_s, remaining))
                 async with self._session.request(
@@ -165,7 +182,7 @@ class BirdClient:
                     self.base + path,
                     json=json,
                     params=params,
-                    headers=auth,
+                    headers=headers,
                     timeout=timeout,
                 ) as response:
                     body = await response.read()
@@ -191,6 +208,10 @@ class BirdClient:
                 self.metrics.bird_requests.labels(operation, status_class(answered)).observe(
                     time.perf_counter() - started
                 )
+                if span is not None:
+                    if status_label.isdigit():
+                        span.set("http.response.status_code", int(status_label))
+                    span.end(None if status_label.startswith("2") else status_label)
             # Only what Bird cannot have acted on is retried for a non-idempotent call.
             safe = idempotent or not isinstance(error, BirdOutcomeUnknown)
             if not error.retryable or not safe:
@@ -209,10 +230,32 @@ class BirdClient:
             )
             await retry.sleep(delay)
 
+    def _span(
+        self, method: str, path: str, operation: str, trace: TraceContext, attempt: int
+    ) -> SpanScope:
+        """The client span of one request (semantic conventions for HTTP; never a header)."""
+        return self.tracing.span(
+            f"{method} {operation}",
+            trace,
+            kind="client",
+            attributes={
+                "http.request.method": method,
+                "url.full": self.base + path,
+                "server.address": self._host,
+                "http.request.resend_count": attempt,
+                "bridge.bird.operation": operation,
+            },
+        )
+
     # --- Connectors (bird-api.md 2) --------------------------------------------------
 
     async def create_connector(
-        self, workspace: str, body: Mapping[str, Any], *, deadline: float
+        self,
+        workspace: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> JSON:
         _, connector = await self.request(
             "POST",
@@ -222,20 +265,36 @@ class BirdClient:
             deadline=deadline,
             json=body,
             idempotent=False,
+            trace=trace,
         )
         return dict(connector)
 
-    async def get_connector(self, workspace: str, connector_id: str, *, deadline: float) -> JSON:
+    async def get_connector(
+        self,
+        workspace: str,
+        connector_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
+    ) -> JSON:
         _, connector = await self.request(
             "GET",
             f"/workspaces/{_seg(workspace)}/connectors/{_seg(connector_id)}",
             workspace=workspace,
             operation="get_connector",
             deadline=deadline,
+            trace=trace,
         )
         return dict(connector)
 
-    async def delete_connector(self, workspace: str, connector_id: str, *, deadline: float) -> bool:
+    async def delete_connector(
+        self,
+        workspace: str,
+        connector_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
+    ) -> bool:
         """Delete; ``False`` when it did not exist (404)."""
         try:
             await self.request(
@@ -244,6 +303,7 @@ class BirdClient:
                 workspace=workspace,
                 operation="delete_connector",
                 deadline=deadline,
+                trace=trace,
             )
         except BirdRejected as exc:
             if exc.bird_status == 404:
@@ -252,7 +312,12 @@ class BirdClient:
         return True
 
     async def list_connectors(
-        self, workspace: str, template_ref: str | None, *, deadline: float
+        self,
+        workspace: str,
+        template_ref: str | None,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> list[JSON]:
         """Every page, following ``nextPageToken`` (absent or empty means done)."""
         params: dict[str, str] = {"limit": "100"}
@@ -264,15 +329,24 @@ class BirdClient:
             "list_connectors",
             params,
             deadline,
+            trace,
         )
 
-    async def get_channel(self, workspace: str, channel_id: str, *, deadline: float) -> JSON:
+    async def get_channel(
+        self,
+        workspace: str,
+        channel_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
+    ) -> JSON:
         _, channel = await self.request(
             "GET",
             f"/workspaces/{_seg(workspace)}/channels/{_seg(channel_id)}",
             workspace=workspace,
             operation="get_channel",
             deadline=deadline,
+            trace=trace,
         )
         return dict(channel)
 
@@ -327,7 +401,13 @@ class BirdClient:
         return dict(updated)
 
     async def _all_pages(
-        self, path: str, workspace: str, operation: str, params: dict[str, str], deadline: float
+        self,
+        path: str,
+        workspace: str,
+        operation: str,
+        params: dict[str, str],
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> list[JSON]:
         results: list[JSON] = []
         token: str | None = None
@@ -342,6 +422,7 @@ class BirdClient:
                 operation=operation,
                 deadline=deadline,
                 params=query,
+                trace=trace,
             )
             page = page if isinstance(page, dict) else {}
             results.extend(item for item in page.get("results") or [] if isinstance(item, dict))

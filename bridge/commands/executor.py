@@ -11,6 +11,9 @@
 The ledger is written before each result, so a command seen again (redelivery, crash,
 rebalance) resumes from what was done. Every decision is in plan.py (pure); this module
 is the I/O around it, through ``BirdConnectors``, ``LedgerStore`` and ``ResultSink``.
+
+``command.trace`` (contract 13) goes with every Bird call and result; each ledger write
+and result publish is a span of it (``bridge.tracing``: nothing when not exporting).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from bridge.events import rfc3339
 from bridge.kafka.size import size_of
 from bridge.metrics import Metrics
 from bridge.retry import Retry
+from bridge.tracecontext import TraceContext
+from bridge.tracing import Tracing
 
 log = structlog.get_logger("bridge.commands")
 
@@ -67,6 +72,7 @@ class Executor:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime] = _now,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.commands = config.commands
@@ -75,6 +81,7 @@ class Executor:
         self.results = results
         self.metrics = metrics
         self.clock = clock
+        self.tracing = tracing or Tracing()
         self.backoff = Backoff(config.bird.retry_base_s, config.bird.retry_cap_s)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
@@ -106,7 +113,7 @@ class Executor:
             case core.Replay(entry):
                 final = await self.ledger.final_value(entry)
                 assert final is not None
-                await self.results.publish(command.command_id, final)
+                await self._publish(command.trace, command.command_id, final)
                 return "replayed"
             case core.Execute(entry):
                 try:
@@ -119,12 +126,12 @@ class Executor:
             case core.Resume(entry):
                 assert entry.connector is not None
                 if entry.accepted_result is not None:  # it may never have reached Kafka
-                    await self.results.publish(command.command_id, entry.accepted_result)
+                    await self._publish(command.trace, command.command_id, entry.accepted_result)
                 log.info("resuming create", connector_id=entry.connector_id)
                 return await self._follow_and_finish(command, entry, entry.connector)
             case core.Create():
                 entry = self._started(command)
-                await self.ledger.write(entry)
+                await self._write(command.trace, entry)
                 return await self._create(command, entry, deadline, look_first=False)
             case core.LookUp(entry):
                 return await self._create(command, entry, deadline, look_first=True)
@@ -135,20 +142,26 @@ class Executor:
         ws = command.workspace_id
         if command.action == "list":
             connectors = await self.bird.list_connectors(
-                ws, command.template_ref, deadline=deadline
+                ws, command.template_ref, deadline=deadline, trace=command.trace
             )
             return "succeeded", {"connectors": connectors}
         assert command.connector_id is not None
         if command.action == "delete":
-            existed = await self.bird.delete_connector(ws, command.connector_id, deadline=deadline)
+            existed = await self.bird.delete_connector(
+                ws, command.connector_id, deadline=deadline, trace=command.trace
+            )
             return "succeeded", {
                 "extra": {"connectorId": command.connector_id, "alreadyDeleted": not existed}
             }
-        connector = await self.bird.get_connector(ws, command.connector_id, deadline=deadline)
+        connector = await self.bird.get_connector(
+            ws, command.connector_id, deadline=deadline, trace=command.trace
+        )
         channel = None
         channel_id = core.channel_id_of(connector)
         if channel_id:
-            channel = await self.bird.get_channel(ws, channel_id, deadline=deadline)
+            channel = await self.bird.get_channel(
+                ws, channel_id, deadline=deadline, trace=command.trace
+            )
         return "succeeded", {"connector": connector, "channel": channel}
 
     # --- create -----------------------------------------------------------------------
@@ -179,10 +192,10 @@ class Executor:
         (``result_too_large``, naming the connector)."""
         accepted = self._result(command, "accepted", connector=connector)
         full = entry.accepted(connector, accepted)
-        size = self._size(full, accepted)
+        size = self._size(full, accepted, command.trace)
         if size <= self.results.max_record_size:
-            await self.ledger.write(full)
-            await self.results.publish(command.command_id, accepted)
+            await self._write(command.trace, full)
+            await self._publish(command.trace, command.command_id, accepted)
             return full
         log.warning(
             "accepted result too large for Kafka; not published",
@@ -190,7 +203,7 @@ class Executor:
             size=size,
         )
         kept = entry.accepted(core.slim(connector), None)
-        await self.ledger.write(kept)
+        await self._write(command.trace, kept)
         return kept
 
     async def _post_create(self, command: Command, entry: Entry, deadline: float) -> dict[str, Any]:
@@ -200,7 +213,7 @@ class Executor:
         while True:
             try:
                 return await self.bird.create_connector(
-                    command.workspace_id, command.connector, deadline=deadline
+                    command.workspace_id, command.connector, deadline=deadline, trace=command.trace
                 )
             except BirdOutcomeUnknown as exc:
                 log.warning("create outcome unknown; looking for the connector", error=exc.message)
@@ -215,7 +228,10 @@ class Executor:
     ) -> dict[str, Any] | None:
         """The connector this command created, if Bird has one (``plan.find_started_create``)."""
         candidates = await self.bird.list_connectors(
-            command.workspace_id, command.connector.get("connectorTemplateRef"), deadline=deadline
+            command.workspace_id,
+            command.connector.get("connectorTemplateRef"),
+            deadline=deadline,
+            trace=command.trace,
         )
         found, count = core.find_started_create(
             command.connector, entry.started_at, candidates, self.ledger.claimed_connectors()
@@ -246,12 +262,12 @@ class Executor:
                     channel_id = core.channel_id_of(connector)
                     if channel_id is None:
                         connector = await self.bird.get_connector(
-                            ws, connector_id, deadline=call_deadline
+                            ws, connector_id, deadline=call_deadline, trace=command.trace
                         )
                         channel_id = core.channel_id_of(connector)
                     if channel_id is not None:
                         channel = await self.bird.get_channel(
-                            ws, channel_id, deadline=call_deadline
+                            ws, channel_id, deadline=call_deadline, trace=command.trace
                         )
                         settled = core.settle(connector, channel_id, channel)
                         if settled is not None:
@@ -278,6 +294,28 @@ class Executor:
         finally:
             self.metrics.follow_seconds.labels(outcome).observe(time.monotonic() - started)
 
+    # --- ledger and results, each a span of the command's trace ---------------------------
+
+    async def _write(self, trace: TraceContext | None, entry: Entry) -> None:
+        with self.tracing.span(
+            "ledger write",
+            trace,
+            kind="producer",
+            attributes={"bridge.ledger.state": entry.state, "messaging.system": "kafka"},
+        ):
+            await self.ledger.write(entry)
+
+    async def _publish(self, trace: TraceContext | None, command_id: str, value: bytes) -> None:
+        """A result, carrying the command's trace context (with spans exported: the
+        publishing span's, a child of the command's)."""
+        with self.tracing.span(
+            f"publish {self.config.topics.results}",
+            trace,
+            kind="producer",
+            attributes={"messaging.system": "kafka", "bridge.command_id": command_id},
+        ) as span:
+            await self.results.publish(command_id, value, trace=span.context)
+
     # --- results ------------------------------------------------------------------------
 
     def _started(self, command: Command) -> Entry:
@@ -297,10 +335,18 @@ class Executor:
             command_id=command_id, action=action, status=status, now=self.clock(), **fields
         )
 
-    async def reject(self, value: bytes | None, action: str, exc: InvalidCommand) -> None:
+    async def reject(
+        self,
+        value: bytes | None,
+        action: str,
+        exc: InvalidCommand,
+        *,
+        trace: TraceContext | None = None,
+    ) -> None:
         """The ``failed`` / ``invalid_command`` result of a record with a readable commandId,
         kept in the ledger like any final result: the same record seen again gets the same
-        result again; a commandId that belongs to another command gets none."""
+        result again; a commandId that belongs to another command gets none. ``trace``:
+        the record's trace context, carried by the result."""
         assert exc.command_id is not None
         fingerprint = "invalid:" + hashlib.sha256(value or b"").hexdigest()
         match core.plan_invalid(fingerprint, self.ledger.get(exc.command_id)):
@@ -321,8 +367,8 @@ class Executor:
                     started_at=rfc3339(self.clock()),
                     final_result=result,
                 )
-                await self.ledger.write(entry)
-                await self.results.publish(exc.command_id, result)
+                await self._write(trace, entry)
+                await self._publish(trace, exc.command_id, result)
             case core.Replay(entry):
                 try:
                     final = await self.ledger.final_value(entry)
@@ -330,7 +376,7 @@ class Executor:
                     log.warning("invalid command's earlier result is gone", error=str(missing))
                     return
                 if final is not None:
-                    await self.results.publish(exc.command_id, final)
+                    await self._publish(trace, exc.command_id, final)
 
     async def _finish(
         self, command: Command, entry: Entry, status: Status, **fields: Any
@@ -340,21 +386,21 @@ class Executor:
         producer counts) is replaced by a ``failed`` one with ``result_too_large``, naming
         the size and the limit."""
         result = self._result(command, status, **fields)
-        size = self._size(entry.final(result), result)
+        size = self._size(entry.final(result), result, command.trace)
         if size > self.results.max_record_size:
             status, result = "failed", self._too_large(command, status, size, fields)
         try:
-            await self.ledger.write(entry.final(result))
+            await self._write(command.trace, entry.final(result))
         except RecordTooLarge as exc:  # refused by the broker anyway: its limit is lower
             status, result = "failed", self._too_large(command, status, exc.size, fields)
-            await self.ledger.write(entry.final(result))
-        await self.results.publish(command.command_id, result)
+            await self._write(command.trace, entry.final(result))
+        await self._publish(command.trace, command.command_id, result)
         self.metrics.commands.labels(command.action, status).inc()
         return status
 
-    def _size(self, entry: Entry, result: bytes) -> int:
+    def _size(self, entry: Entry, result: bytes, trace: TraceContext | None) -> int:
         """The larger of the two records: the ledger entry and the result."""
-        record = stored_result_record(entry.command_id, result)
+        record = stored_result_record(entry.command_id, result, trace)
         return max(size_of(ledger_record(entry)), size_of(record))
 
     def _too_large(

@@ -27,6 +27,7 @@ from bridge.messages import (
     GetMessage,
     ListMessage,
 )
+from bridge.tracecontext import TraceContext
 
 __all__ = [
     "ACTIONS",
@@ -61,6 +62,9 @@ class Command:
     template_ref: str | None = None
     connector: Mapping[str, Any] = field(default_factory=dict)  # the create body for Bird
     fingerprint: str = ""
+    # Where the command's trace goes on (contract 13): its Bird requests and results carry
+    # it. Set by the worker from the record's headers; not part of what the command asks.
+    trace: TraceContext | None = field(default=None, compare=False)
 
 
 def _echo(text: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from bridge.commands.ledger_state import Entry
 from bridge.events import Record
+from bridge.tracecontext import TraceContext
 
 
 class Delivered(Protocol):
@@ -39,26 +40,47 @@ class DurablePublisher(Protocol):
 
 class BirdConnectors(Protocol):
     """Bird's Connectors and Channels API. Failures are ``BirdError``s; ``deadline`` is a
-    ``time.monotonic()`` value by which the call (with its retries) gives up."""
+    ``time.monotonic()`` value by which the call (with its retries) gives up; ``trace``
+    the context every request of the call carries (``traceparent``, ``tracestate``)."""
 
     async def create_connector(
-        self, workspace: str, body: Mapping[str, Any], *, deadline: float
+        self,
+        workspace: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> dict[str, Any]: ...
 
     async def get_connector(
-        self, workspace: str, connector_id: str, *, deadline: float
+        self,
+        workspace: str,
+        connector_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> dict[str, Any]: ...
 
     async def delete_connector(
-        self, workspace: str, connector_id: str, *, deadline: float
+        self,
+        workspace: str,
+        connector_id: str,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> bool: ...
 
     async def list_connectors(
-        self, workspace: str, template_ref: str | None, *, deadline: float
+        self,
+        workspace: str,
+        template_ref: str | None,
+        *,
+        deadline: float,
+        trace: TraceContext | None = None,
     ) -> list[dict[str, Any]]: ...
 
     async def get_channel(
-        self, workspace: str, channel_id: str, *, deadline: float
+        self, workspace: str, channel_id: str, *, deadline: float, trace: TraceContext | None = None
     ) -> dict[str, Any]: ...
 
 
@@ -76,9 +98,11 @@ class LedgerStore(Protocol):
 
 class ResultSink(Protocol):
     """The results topic: an encoded result event (``results.result_value``), published
-    as is, keyed by its commandId."""
+    as is, keyed by its commandId, with ``trace`` in its headers."""
 
     @property
     def max_record_size(self) -> int: ...
 
-    async def publish(self, command_id: str, value: bytes) -> None: ...
+    async def publish(
+        self, command_id: str, value: bytes, *, trace: TraceContext | None = None
+    ) -> None: ...

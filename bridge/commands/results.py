@@ -16,6 +16,7 @@ from bridge.events import Record, encode, rfc3339, to_record
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 from bridge.messages import DATA_CONTENT_TYPE, SPEC_VERSION, ResultData, ResultError, ResultEvent
 from bridge.messages import Status as Status
+from bridge.tracecontext import TraceContext
 
 SOURCE: Literal["bird-bridge"] = "bird-bridge"
 MAX_REASON = 1000  # characters of a dead letter's dlq-reason
@@ -73,9 +74,15 @@ def result_record(*, command_id: str, **fields: Any) -> Record:
     return stored_result_record(command_id, result_value(command_id=command_id, **fields))
 
 
-def stored_result_record(command_id: str, value: bytes) -> Record:
-    """The Kafka record of an encoded result: keyed and correlated by its commandId."""
-    return to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
+def stored_result_record(
+    command_id: str, value: bytes, trace: TraceContext | None = None
+) -> Record:
+    """The Kafka record of an encoded result: keyed and correlated by its commandId, and
+    carrying the command's trace context (contract 13)."""
+    record = to_record(orjson.Fragment(value), key=command_id, correlation_id=command_id)
+    if trace is None:
+        return record
+    return Record(record.key, record.value, record.headers + trace.kafka_headers())
 
 
 def error_body(

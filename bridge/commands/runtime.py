@@ -23,6 +23,8 @@ from bridge.config import Config
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
 from bridge.recovery_runtime import Recovery
+from bridge.tracecontext import TraceContext
+from bridge.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,11 @@ class KafkaResultSink:
     def max_record_size(self) -> int:
         return self.publisher.max_record_size
 
-    async def publish(self, command_id: str, value: bytes) -> None:
-        await self.publisher.publish_durably(self.topic, stored_result_record(command_id, value))
+    async def publish(
+        self, command_id: str, value: bytes, *, trace: TraceContext | None = None
+    ) -> None:
+        record = stored_result_record(command_id, value, trace)
+        await self.publisher.publish_durably(self.topic, record)
 
 
 class CommandHost(Protocol):
@@ -49,6 +54,7 @@ class CommandHost(Protocol):
     readiness_checks: list[Callable[[], bool]]
     draining: bool
     recovery: Recovery | None
+    tracing: Tracing
 
 
 def commands_context(
@@ -58,13 +64,15 @@ def commands_context(
 
     async def commands_ctx(_app: web.Application) -> AsyncIterator[None]:
         config = host.config
-        bird = BirdClient(config.bird, host.metrics)
+        bird = BirdClient(config.bird, host.metrics, tracing=host.tracing)
         await bird.start()
         ledger = Ledger(config, host.publisher)
         host.metrics.ledger_entries.set_function(lambda: len(ledger.entries))
         results = KafkaResultSink(host.publisher, config.topics.results)
-        executor = Executor(config, bird, ledger, results, host.metrics)
-        worker = CommandWorker(config, host.publisher, ledger, executor, host.metrics)
+        executor = Executor(config, bird, ledger, results, host.metrics, tracing=host.tracing)
+        worker = CommandWorker(
+            config, host.publisher, ledger, executor, host.metrics, tracing=host.tracing
+        )
         host.readiness_checks.append(worker.connected)
         await worker.start()
         # The channel-state fold and periodic reconciliation (contract section 10).

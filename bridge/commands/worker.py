@@ -6,6 +6,10 @@ it and every offset before it in its partition finished (results published). Fet
 pauses while too much is buffered. On revocation the partition's lanes are cancelled
 (the ledger lets the next owner resume); on shutdown the worker stops fetching, drains
 in-flight commands within a deadline, commits what finished and leaves the group.
+
+Each record is one unit of a trace (contract 13): its ``traceparent``/``tracestate``
+headers are the parent of a consumer span (exported or not, ``bridge.tracing``) whose
+context the command carries to the ledger, Bird and every result.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 import structlog
@@ -33,6 +38,8 @@ from bridge.kafka.clients import consumer_settings, start_client
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
+from bridge.tracecontext import TraceContext, from_kafka_headers
+from bridge.tracing import SpanScope, Tracing
 
 log = structlog.get_logger("bridge.commands")
 
@@ -64,8 +71,11 @@ class CommandWorker:
         ledger: Ledger,
         executor: Executor,
         metrics: Metrics,
+        *,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
+        self.tracing = tracing or Tracing()
         self.publisher = publisher
         self.ledger = ledger
         self.executor = executor
@@ -294,8 +304,23 @@ class CommandWorker:
     async def _handle_safely(self, record: Message) -> None:
         """``_handle``, and whatever it raises (a bug) is logged and dead-lettered: the lane
         goes on and the offset is committed. Only cancellation stops a lane."""
+        with self.tracing.span(
+            f"process {record.topic}",
+            from_kafka_headers(record.headers),
+            kind="consumer",
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+            },
+        ) as span:
+            await self._handle_in(span, record)
+
+    async def _handle_in(self, span: SpanScope, record: Message) -> None:
         try:
-            await self._handle(record)
+            await self._handle(record, span)
         except Exception as exc:
             log.exception(
                 "command record failed unexpectedly; dead-lettering it",
@@ -316,8 +341,9 @@ class CommandWorker:
                     offset=record.offset,
                 )
 
-    async def _handle(self, record: Message) -> None:
-        """Never raises (but for cancellation): a bad record must not block its partition."""
+    async def _handle(self, record: Message, span: SpanScope) -> None:
+        """Never raises (but for cancellation): a bad record must not block its partition.
+        ``span``: this record's, whose context the command carries."""
         bound = log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
         started = time.perf_counter()
         try:
@@ -327,7 +353,8 @@ class CommandWorker:
                 workspaces=self.config.bird.workspace_ids,
             )
         except InvalidCommand as exc:
-            await self._reject(record, exc, bound)
+            span.set("bridge.outcome", "invalid")
+            await self._reject(record, exc, bound, span.context)
             return
         except Exception as exc:  # a bug: the record must still not block its partition
             bound.exception("command could not be parsed")
@@ -336,10 +363,14 @@ class CommandWorker:
             )
             return
         bound = bound.bind(command_id=command.command_id, action=command.action)
+        span.set("bridge.command_id", command.command_id)
+        span.set("bridge.action", command.action)
+        command = replace(command, trace=span.context)
         self.metrics.commands_in_flight.inc()
         try:
             with structlog.contextvars.bound_contextvars(command_id=command.command_id):
                 outcome = await self.executor.run(command)
+            span.set("bridge.outcome", outcome)
             if outcome in ("succeeded", "failed"):  # its final result is acknowledged
                 self.metrics.command_duration.labels(command.action, outcome).observe(
                     max(0.0, time.time() - record.timestamp / 1000)
@@ -350,10 +381,12 @@ class CommandWorker:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
         except InvalidCommand as exc:
-            await self._reject(record, exc, bound)
+            span.set("bridge.outcome", "invalid")
+            await self._reject(record, exc, bound, span.context)
         except asyncio.CancelledError:
             raise
         except RecordTooLarge as exc:  # e.g. a stored result a broker with a lower limit refuses
+            span.set("bridge.outcome", "error")
             bound.error("a record of this command is too large for Kafka", size=exc.size)
             await self._dead_letter(
                 record,
@@ -363,6 +396,7 @@ class CommandWorker:
             )
             self.metrics.commands.labels(command.action, "error").inc()
         except Exception as exc:
+            span.set("bridge.outcome", "error")
             bound.exception("command failed unexpectedly")
             label = (
                 "ledger_record_missing"
@@ -376,14 +410,17 @@ class CommandWorker:
         finally:
             self.metrics.commands_in_flight.dec()
 
-    async def _reject(self, record: Message, exc: InvalidCommand, bound: Any) -> None:
-        """A failed ``invalid_command`` result where a commandId can be read, and a dead letter."""
+    async def _reject(
+        self, record: Message, exc: InvalidCommand, bound: Any, trace: TraceContext | None
+    ) -> None:
+        """A failed ``invalid_command`` result where a commandId can be read (carrying the
+        record's trace context), and a dead letter (with the record's own headers)."""
         bound.warning("invalid command", reason=exc.reason, command_id=exc.command_id)
         action = exc.action or "unknown"
         self.metrics.commands.labels(action, "invalid").inc()
         if exc.command_id is not None:
             try:
-                await self.executor.reject(record.value, action, exc)
+                await self.executor.reject(record.value, action, exc, trace=trace)
             except Exception:  # a bug: the dead letter below still says what was wrong
                 bound.exception("failed result of an invalid command not published")
         await self._dead_letter(

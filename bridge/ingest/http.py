@@ -1,6 +1,10 @@
 """``POST /webhooks/bird[/{workspaceId}]``: read (bounded) -> verify -> normalize -> publish
 -> 204. Thin I/O. With several workspaces (contract 12) the path names the workspace, whose
-keys alone verify the request: one dict lookup, whatever the number of workspaces."""
+keys alone verify the request: one dict lookup, whatever the number of workspaces.
+
+With spans exported (``bridge.tracing``) each delivery is a server span, parented on the
+request's ``traceparent``, with ``verified`` and ``published`` events; the event record then
+carries that span's context. Without, the request's headers are carried unchanged."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from aiohttp import web
 from bridge.config import Config
 from bridge.errors import (
     BadPayload,
+    BridgeError,
     PayloadTooLarge,
     RequestTimeout,
     SignatureMismatch,
@@ -39,11 +44,16 @@ from bridge.ingest.verify import (
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
 from bridge.ratelimit import KeyedLimiter
+from bridge.tracecontext import from_http
+from bridge.tracing import SpanScope, Tracing
 from bridge.workspaces import webhook_url
 
 log = structlog.get_logger("bridge.ingest")
 
 _JSON_TYPES = ("application/json",)
+
+WEBHOOK_ROUTE = "/webhooks/bird"
+WORKSPACE_ROUTE = "/webhooks/bird/{workspaceId}"
 
 REQUEST_ID = web.RequestKey("request_id", str)
 OUTCOME = web.RequestKey("outcome", str)
@@ -103,8 +113,10 @@ class WebhookIngest:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
+        self.tracing = tracing or Tracing()
         self.webhook = config.webhook
         self.publisher = publisher
         self.metrics = metrics
@@ -188,6 +200,43 @@ class WebhookIngest:
         signed_url: str | None,
         workspace_id: str | None,
     ) -> web.Response:
+        if not self.tracing.enabled:
+            return await self._deliver(request, keys, signed_url, workspace_id, None)
+        headers = request.headers
+        route = WEBHOOK_ROUTE if workspace_id is None else WORKSPACE_ROUTE
+        span = self.tracing.span(
+            f"POST {route}",
+            from_http(headers.getall(TRACEPARENT, []), headers.getall(TRACESTATE, [])),
+            kind="server",
+            attributes={
+                "http.request.method": "POST",
+                "http.route": route,
+                "url.path": request.path,
+                "bridge.request_id": request.get(REQUEST_ID, ""),
+                "bridge.workspace_id": workspace_id or "",
+            },
+        )
+        try:
+            response = await self._deliver(request, keys, signed_url, workspace_id, span)
+        except BridgeError as exc:
+            span.set("http.response.status_code", exc.http_status)
+            span.end(exc.outcome)
+            raise
+        except BaseException as exc:
+            span.end(type(exc).__name__)
+            raise
+        span.set("http.response.status_code", response.status)
+        span.end()
+        return response
+
+    async def _deliver(
+        self,
+        request: web.Request,
+        keys: Sequence[str],
+        signed_url: str | None,
+        workspace_id: str | None,
+        span: SpanScope | None,
+    ) -> web.Response:
         request_id = request.get(REQUEST_ID)
         try:
             async with asyncio.timeout(self.webhook.read_timeout_s):
@@ -221,12 +270,16 @@ class WebhookIngest:
         # The signature decides, not the Content-Type (contract 9): Bird's docs promise none.
         if not _is_json(request.content_type):
             self.metrics.webhook_content_type_mismatches.inc()
-        traceparent = request.headers.getall(TRACEPARENT, [])
-        trace = (
-            trace_headers(traceparent, request.headers.getall(TRACESTATE, []))
-            if traceparent
-            else ()
-        )
+        if span is None:
+            traceparent = request.headers.getall(TRACEPARENT, [])
+            trace = (
+                trace_headers(traceparent, request.headers.getall(TRACESTATE, []))
+                if traceparent
+                else ()
+            )
+        else:  # the record names the delivery's span (same trace id)
+            span.event("verified")
+            trace = span.context.kafka_headers() if span.context is not None else ()
         parsed = parse_body(body)
         if workspace_id is not None:
             claimed = claimed_workspace(parsed)
@@ -244,6 +297,8 @@ class WebhookIngest:
         )
         outcome = await self.deliveries.publish_once(event_id(request_id, body), record)
         request[OUTCOME] = outcome
+        if span is not None:
+            span.event("published", {"bridge.outcome": outcome})
         if outcome == "published":  # once per event on the topic, not per delivery
             age = event_age_s(parsed, received_at)
             if age is not None:

@@ -227,3 +227,20 @@ async def test_health_and_info(client: aiohttp.ClientSession) -> None:
     assert status == 200
     assert info["workspaceIds"] == [WS]
     assert "accessKeys" not in info
+
+
+async def test_the_request_log_keeps_the_trace_context_and_selects_by_trace_id(
+    client: aiohttp.ClientSession,
+) -> None:
+    traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = {"traceparent": traced, "tracestate": "congo=t61rcWkgMzE"}
+    assert (await call(client, "GET", CONNECTORS, headers=headers))[0] == 200
+    assert (await call(client, "GET", CONNECTORS, headers={"traceparent": other}))[0] == 200
+    assert (await call(client, "GET", CONNECTORS))[0] == 200
+    _, log = await call(client, "GET", "/_simulator/requests")
+    seen = [(r["traceparent"], r["tracestate"]) for r in log["results"]]
+    assert seen == [(traced, "congo=t61rcWkgMzE"), (other, None), (None, None)]
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    _, log = await call(client, "GET", "/_simulator/requests", params={"traceId": trace_id})
+    assert [r["traceparent"] for r in log["results"]] == [traced]

@@ -204,6 +204,15 @@ def test_a_secret_of_the_minimum_length_is_accepted() -> None:
             },
             [],
         ),
+        (  # the standard OpenTelemetry variables are the SDK's, not warned about
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                "OTEL_SERVICE_NAME": "bridge-eu",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            },
+            [],
+        ),
     ],
 )
 def test_unknown_bridge_variables_are_named_with_the_closest_known_one(

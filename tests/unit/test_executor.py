@@ -5,11 +5,14 @@ replay table (docs/guarantees.md). In memory, in milliseconds."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bridge import config as config_module
 from bridge.commands.executor import Executor
@@ -20,6 +23,8 @@ from bridge.commands.runtime import KafkaResultSink
 from bridge.errors import BirdOutcomeUnknown, BirdRejected, BirdUnavailable, InvalidCommand
 from bridge.events import rfc3339
 from bridge.metrics import Metrics
+from bridge.tracecontext import TraceContext
+from bridge.tracing import Tracing
 from tests.fakes import FakeBird, FakeLedger, RecordingPublisher, RecordingSink
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -27,7 +32,9 @@ BODY = {"connectorTemplateRef": "sms-messagebird:1", "name": "Support", "argumen
 
 
 class Harness:
-    def __init__(self, bird: FakeBird | None = None, **env: str) -> None:
+    def __init__(
+        self, bird: FakeBird | None = None, *, tracing: Tracing | None = None, **env: str
+    ) -> None:
         settings = {
             "BRIDGE_BIRD_RETRY_BASE_S": "0.001",
             "BRIDGE_BIRD_RETRY_CAP_S": "0.002",
@@ -41,7 +48,13 @@ class Harness:
         self.ledger = FakeLedger()
         self.sink = RecordingSink()
         self.executor = Executor(
-            self.config, self.bird, self.ledger, self.sink, Metrics(), clock=lambda: NOW
+            self.config,
+            self.bird,
+            self.ledger,
+            self.sink,
+            Metrics(),
+            clock=lambda: NOW,
+            tracing=tracing,
         )
 
     async def run(self, command: Command) -> str:
@@ -326,3 +339,70 @@ async def test_the_kafka_ledger_and_result_sink_publish_what_the_core_decided() 
         publisher.sent[1][1].value
     )
     assert publisher.sent[1][1].key == b"c-1"
+
+
+# --- trace context (contract 13): propagation only, no spans ------------------------------
+
+TRACE = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "congo=t61")
+
+
+async def test_every_bird_call_and_result_of_a_create_carries_the_commands_trace() -> None:
+    h = Harness(FakeBird(now=NOW, channel_statuses=["pending", "active"]))
+    assert await h.run(replace(command(), trace=TRACE)) == "succeeded"
+    assert h.bird.operations() == ["create_connector", "get_channel", "get_channel"]
+    assert h.bird.traces == [TRACE] * 3  # the follow-up polls included
+    assert h.sink.traces == [TRACE, TRACE]  # accepted and succeeded
+    # A replay from the ledger carries the trace of the record that asked again.
+    again = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert await h.run(replace(command(), trace=again)) == "replayed"
+    assert h.sink.traces[-1] == again
+
+
+async def test_a_resumed_create_and_an_invalid_records_result_carry_the_trace() -> None:
+    h = Harness()
+    made = h.bird.add_connector(BODY, created_at=NOW)
+    started = Entry("c-1", command().fingerprint, "create", "started", rfc3339(NOW))
+    await h.ledger.write(started.accepted(made, None))
+    assert await h.run(replace(command(), trace=TRACE)) == "succeeded"
+    assert set(h.bird.traces) == {TRACE}
+    problem = InvalidCommand("action", "must be one of create, delete, get, list", "c-2")
+    await h.executor.reject(b'{"commandId":"c-2"}', "unknown", problem, trace=TRACE)
+    assert h.sink.traces == [TRACE, TRACE]
+
+
+async def test_a_command_without_trace_context_sends_none() -> None:
+    h = Harness()
+    assert await h.run(command("list")) == "succeeded"
+    assert h.bird.traces == [None]
+    assert h.sink.traces == [None]
+
+
+async def test_the_result_record_carries_the_trace_headers() -> None:
+    config = config_module.load({})
+    publisher = RecordingPublisher()
+    sink = KafkaResultSink(publisher, config.topics.results)
+    executor = Executor(config, FakeBird(now=NOW), FakeLedger(), sink, Metrics(), clock=lambda: NOW)
+    assert await executor.run(replace(command("list"), trace=TRACE)) == "succeeded"
+    ((_, record, _),) = publisher.sent
+    assert record.header("traceparent") == TRACE.traceparent.encode()
+    assert record.header("tracestate") == b"congo=t61"
+    assert record.header("correlation-id") == b"c-1"
+
+
+async def test_with_spans_the_ledger_writes_and_results_are_spans_of_the_commands_trace() -> None:
+    exporter = InMemorySpanExporter()
+    h = Harness(tracing=Tracing.with_processor(SimpleSpanProcessor(exporter)))
+    assert await h.run(replace(command(), trace=TRACE)) == "succeeded"
+    spans = exporter.get_finished_spans()
+    assert {s.context.trace_id for s in spans if s.context} == {int(TRACE.trace_id, 16)}
+    # Every span is a child of the command's context (the worker's span in production).
+    assert {s.parent.span_id for s in spans if s.parent} == {int(TRACE.parent_id, 16)}
+    names = [s.name for s in spans]
+    assert names.count("ledger write") == 3
+    assert names.count(f"publish {h.config.topics.results}") == 2
+    publishes = [s for s in spans if s.name.startswith("publish ")]
+    # Each result names its own publish span as parent; Bird is called in the command's.
+    assert [t.parent_id if t else None for t in h.sink.traces] == [
+        f"{s.context.span_id:016x}" if s.context else None for s in publishes
+    ]
+    assert set(h.bird.traces) == {TRACE}
