@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -108,6 +109,8 @@ async def request_log(
         response = web.json_response({"error": "internal error"}, status=500)
     if request.path == WEBHOOK_PATH or request.path.startswith(WEBHOOK_PREFIX):
         bridge.count_webhook(outcome)
+        if not log.is_enabled_for(logging.INFO):
+            return response  # below the log level: skip building the line
         fields: dict[str, Any] = {}
         if "workspace" in request.match_info:
             fields["workspace_id"] = request.match_info["workspace"]
