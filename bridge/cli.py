@@ -83,8 +83,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
     _warn_unknown_settings()
     fix_mmap_threshold()
-    asyncio.run(serve(Bridge(config, roles)))
-    return 0
+    if config.http_workers == 1:
+        asyncio.run(serve(Bridge(config, roles)))
+        return 0
+    from bridge.ports import port_problem
+    from bridge.workers import run_workers
+
+    # Checked once here: the workers share the port (SO_REUSEPORT), so each one alone
+    # would not see a process of the same user already listening there.
+    problem = port_problem(config.http_host, config.http_port)
+    if problem:
+        raise StartupError(
+            f"cannot listen on {config.http_host}:{config.http_port} (BRIDGE_HTTP_PORT): {problem}"
+        )
+
+    def serve_one(_index: int) -> int:
+        try:
+            asyncio.run(serve(Bridge(config, roles), reuse_port=True))
+        except StartupError as exc:
+            print(f"bridge run: {exc.reason}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_workers(config.http_workers, serve_one, shutdown_timeout_s=config.shutdown_timeout_s)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
