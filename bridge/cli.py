@@ -72,6 +72,8 @@ def _warn_unknown_settings() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import Bridge, serve
     from bridge.kafka.clients import common_settings
+    from bridge.loops import loop_factory
+    from bridge.loops import run as run_loop
 
     roles = _roles(args.role)
     try:
@@ -83,8 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
     _warn_unknown_settings()
     fix_mmap_threshold()
+    loop_factory(config.event_loop)  # uvloop missing: said now, once
     if config.http_workers == 1:
-        asyncio.run(serve(Bridge(config, roles)))
+        run_loop(serve(Bridge(config, roles)), config.event_loop)
         return 0
     from bridge.ports import port_problem
     from bridge.workers import run_workers
@@ -99,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def serve_one(_index: int) -> int:
         try:
-            asyncio.run(serve(Bridge(config, roles), reuse_port=True))
+            run_loop(serve(Bridge(config, roles), reuse_port=True), config.event_loop)
         except StartupError as exc:
             print(f"bridge run: {exc.reason}", file=sys.stderr)
             return 1

@@ -256,6 +256,7 @@ class Config:
     http_header_timeout_s: float = env("HTTP_HEADER_TIMEOUT_S", minimum=0.1)
     http_keepalive_timeout_s: float = env("HTTP_KEEPALIVE_TIMEOUT_S", minimum=0.1)
     http_workers: int = env("HTTP_WORKERS", minimum=1, maximum=64)
+    event_loop: str = env("EVENT_LOOP", choices=("asyncio", "uvloop"))
     log_format: str = env("LOG_FORMAT", choices=("json", "console"))
     log_level: str = env("LOG_LEVEL", choices=("debug", "info", "warning", "error"))
     shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_S", minimum=0.1)
@@ -380,6 +381,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_HTTP_HEADER_TIMEOUT_S": "10",
     "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S": "75",
     "BRIDGE_HTTP_WORKERS": "1",
+    "BRIDGE_EVENT_LOOP": "asyncio",
     "BRIDGE_LOG_FORMAT": "json",
     "BRIDGE_LOG_LEVEL": "info",
     "BRIDGE_SHUTDOWN_TIMEOUT_S": "20",
