@@ -32,10 +32,11 @@ kafka-tools:
 	    openjdk-17-jre-headless maven >/dev/null; } || \
 	  echo "make: could not install Java and Maven; the tests needing Apache Kafka are skipped"
 
-## Benchmarks (not tests): webhook ingest vs baselines, then commands at 1/10/100 in flight.
+## Benchmarks (not tests): webhook ingest vs baselines (3 interleaved runs each, with 2
+## HTTP workers and uvloop beside), then commands at 1/10/100 in flight. About 7 minutes.
 bench: install
 	command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ingest --compare workers --compare uvloop
 	$(BIN)/python -m bench.commands
 
 clean:
