@@ -44,10 +44,11 @@ prometheus-tools:
 
 test: prometheus-tools
 
-## Benchmarks (not tests): webhook ingest vs baselines, then commands at 1/10/100 in flight.
+## Benchmarks (not tests): webhook ingest vs baselines (3 interleaved runs each, with 2
+## HTTP workers and uvloop beside), then commands at 1/10/100 in flight. About 7 minutes.
 bench: install
 	command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ingest --compare workers --compare uvloop
 	$(BIN)/python -m bench.commands
 
 clean:

@@ -218,6 +218,217 @@ def result_problems(results: Results, command_ids: list[str]) -> list[str]:
     return [f"{c}: {n} distinct final results" for c, n in found if n != 1]
 
 
+@dataclass
+class Overhead:
+    """The bridge's own time per command at ``in_flight`` commands at once, Bird at zero
+    latency: end-to-end (sent -> final result read) minus the command's Bird requests."""
+
+    in_flight: int
+    end_to_end: list[float]  # seconds
+    bird: list[float]  # seconds, per command
+    succeeded: int
+    cpu_s: float
+
+    @property
+    def added(self) -> list[float]:
+        return [e - b for e, b in zip(self.end_to_end, self.bird, strict=True)]
+
+
+@dataclass
+class Sustained:
+    """Creates sent at ``rate`` per second for ``seconds``; when their results came."""
+
+    rate: float
+    seconds: float
+    sent: int
+    succeeded: int
+    finished_s: float  # from the first send to the last final result
+    cpu_s: float
+    rss_mb: float
+
+    @property
+    def achieved(self) -> float:
+        return self.succeeded / self.finished_s if self.finished_s > 0 else 0.0
+
+
+def bird_seconds(sim: SimulatorServer, command_ids: list[str]) -> dict[str, float]:
+    """Each command's time waiting on Bird: from the start of its first GET (connector or
+    channel, named in the path) to the end of its last one, the bridge's polls between
+    them included (Bird had not finished the install), plus one POST. A POST's path does
+    not name its connector, so each is taken as the shortest POST seen, and the gap
+    between the POST and the first GET counts as the bridge's: its share errs upwards."""
+    journal = sim.simulator.journal.query({})
+    posts = [r.duration_ms for r in journal if r.method == "POST"]
+    post_s = min(posts, default=0.0) / 1000
+    spans: dict[str, tuple[float, float]] = {}  # last path segment -> (first start, last end)
+    for r in journal:
+        if r.method == "GET":
+            last = r.path.rstrip("/").rsplit("/", 1)[-1]
+            start = r.at.timestamp()
+            end = start + r.duration_ms / 1000
+            first, latest = spans.get(last, (start, end))
+            spans[last] = (min(first, start), max(latest, end))
+    wanted = set(command_ids)
+    found: dict[str, float] = {}
+    for connector in sim.simulator.state.connectors.values():
+        if connector.name in wanted:
+            ids = [connector.id] + ([connector.channel.id] if connector.channel else [])
+            found_spans = [spans[i] for i in ids if i in spans]
+            waited = (
+                max(e for _, e in found_spans) - min(s for s, _ in found_spans)
+                if found_spans
+                else 0.0
+            )
+            found[connector.name] = post_s + waited
+    return found
+
+
+async def run_overhead(
+    broker: EmbeddedBroker, sim: SimulatorServer, args: argparse.Namespace, work: Path
+) -> tuple[Overhead, Sustained]:
+    """One ``bridge run --role commands`` (defaults: 100 in flight), Bird at zero latency and
+    channels active at once: ``--overhead-commands`` creates sent at once, then creates at
+    ``--sustain-rate`` per second for ``--sustain-seconds``."""
+    suffix = f"overhead-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    env = bridge_env(
+        broker.bootstrap,
+        port,
+        suffix,
+        **simulator_settings(sim.url),
+        BRIDGE_COMMANDS_MAX_IN_FLIGHT=str(max(args.overhead_commands, args.sustain_in_flight)),
+        BRIDGE_COMMANDS_FOLLOW_INTERVAL_S=str(args.follow_interval),
+    )
+    burst = [f"burst-{suffix}-{n:04d}" for n in range(args.overhead_commands)]
+    total = int(args.sustain_rate * args.sustain_seconds)
+    steady = [f"steady-{suffix}-{n:06d}" for n in range(total)]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        async with (
+            Child(
+                "bridge-overhead", bridge_argv("commands"), port=port, env=env, log_dir=work
+            ) as bridge,
+            results_reader(broker.bootstrap, env["BRIDGE_TOPIC_RESULTS"]) as results,
+        ):
+            topic = env["BRIDGE_TOPIC_COMMANDS"]
+            warmup = [f"warmup-{suffix}-{n}" for n in range(20)]
+            await send_creates(producer, topic, warmup)
+            if not await results.wait(warmup, args.timeout):
+                raise RuntimeError(f"no result for the warm-up commands; see {bridge.log_path}")
+            sim.simulator.journal.clear()
+            cpu = bridge.cpu_seconds()
+            started = time.monotonic()
+            await send_creates(producer, topic, burst)
+            await results.wait(burst, args.timeout)
+            burst_cpu = bridge.cpu_seconds() - cpu
+            bird = bird_seconds(sim, burst)
+            ok = [c for c in burst if c in results.arrived and c in bird]
+            overhead = Overhead(
+                in_flight=args.overhead_commands,
+                end_to_end=[results.arrived[c] - started for c in ok],
+                bird=[bird[c] for c in ok],
+                succeeded=sum(results.statuses.get(c) == "succeeded" for c in burst),
+                cpu_s=burst_cpu,
+            )
+            # Sustained: a batch every 20 ms at the given rate, then wait for the last result.
+            cpu = bridge.cpu_seconds()
+            started = time.monotonic()
+            per_tick = max(1, round(args.sustain_rate * 0.02))
+            sends = []
+            for n in range(0, total, per_tick):
+                due = started + n / args.sustain_rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                sends.extend(
+                    [
+                        await producer.send(topic, orjson.dumps(create_command(c)), key=c.encode())
+                        for c in steady[n : n + per_tick]
+                    ]
+                )
+            await asyncio.gather(*sends)
+            await results.wait(steady, args.timeout)
+            last = max((results.arrived.get(c, started) for c in steady), default=started)
+            sustained = Sustained(
+                rate=args.sustain_rate,
+                seconds=args.sustain_seconds,
+                sent=total,
+                succeeded=sum(results.statuses.get(c) == "succeeded" for c in steady),
+                finished_s=last - started,
+                cpu_s=bridge.cpu_seconds() - cpu,
+                rss_mb=bridge.peak_rss_mb(),
+            )
+    finally:
+        await producer.stop()
+    return overhead, sustained
+
+
+ADDED_P99_MS = 20.0
+
+
+def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, bool]]]:
+    ms = [1000 * v for v in o.added]
+    e2e = [1000 * v for v in o.end_to_end]
+    bird = [1000 * v for v in o.bird]
+    rows = [
+        [
+            f"{o.in_flight} at once",
+            f"{o.succeeded}/{o.in_flight}",
+            f"{percentile(e2e, 50):.1f} / {percentile(e2e, 99):.1f}",
+            f"{percentile(bird, 50):.2f} / {percentile(bird, 99):.2f}",
+            f"{percentile(ms, 50):.1f} / {percentile(ms, 99):.1f}",
+            f"{1e6 * o.cpu_s / max(1, o.succeeded):.0f}",
+        ]
+    ]
+    text = table(
+        [
+            "commands",
+            "succeeded",
+            "end-to-end p50/p99 ms",
+            "Bird p50/p99 ms",
+            "bridge's own p50/p99 ms",
+            "CPU us/cmd",
+        ],
+        rows,
+    )
+    rows = [
+        [
+            f"{s.rate:g}/s for {s.seconds:g} s",
+            f"{s.succeeded}/{s.sent}",
+            f"{s.finished_s:.1f}",
+            f"{s.achieved:.0f}",
+            f"{1e6 * s.cpu_s / max(1, s.succeeded):.0f}",
+            f"{100 * s.cpu_s / max(s.finished_s, 1e-9):.0f}",
+            f"{s.rss_mb:.1f}",
+        ]
+    ]
+    text += "\n\n" + table(
+        [
+            "creates sent",
+            "succeeded",
+            "seconds to last result",
+            "completed/s",
+            "CPU us/cmd",
+            "CPU %",
+            "peak RSS MB",
+        ],
+        rows,
+    )
+    p99 = percentile(ms, 99)
+    checks = [
+        (
+            f"the bridge's own latency per command p99 < {ADDED_P99_MS:g} ms at "
+            f"{o.in_flight} in flight ({p99:.1f} ms)",
+            o.succeeded == o.in_flight and p99 < ADDED_P99_MS,
+        ),
+        (
+            f"one commands process sustains {s.rate:g} creates/s ({s.achieved:.0f}/s completed, "
+            f"{s.succeeded} of {s.sent} succeeded)",
+            s.succeeded == s.sent and s.achieved >= s.rate,
+        ),
+    ]
+    return text, checks
+
+
 def report(levels: list[Level]) -> str:
     base = levels[0].rate if levels and levels[0].in_flight == 1 else None
     rows = []
@@ -268,10 +479,23 @@ async def main(args: argparse.Namespace) -> int:
         ),
     )
     levels: list[Level] = []
+    # Bird answering at once, and a channel active as soon as it is created.
+    instant = SimulatorSettings(
+        install_delay_s=0,
+        activate_delay_s=0,
+        request_log_size=1_000_000,
+        faults=FaultSettings(
+            latency_s=0, rate_limit_get_per_s=RATE_LIMIT, rate_limit_post_per_s=RATE_LIMIT
+        ),
+    )
+    overhead: tuple[Overhead, Sustained] | None = None
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         async with SimulatorServer(settings) as sim:
             for in_flight, count in args.levels:
                 levels.append(await run_level(broker, sim, in_flight, count, args, work))
+        if args.overhead_commands:
+            async with SimulatorServer(instant) as sim:
+                overhead = await run_overhead(broker, sim, args, work)
     print(banner("Commands benchmark", "bench.commands"))
     print(
         f"Bird simulator: install {settings.install_delay_s:g} s + activate "
@@ -299,6 +523,21 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{verdict(not problems)}  in-flight {lv.in_flight}: {label}")
             for problem in problems[:5]:
                 print(f"        {problem}")
+    if overhead is not None:
+        text, checks = overhead_report(*overhead)
+        print(
+            "\nOverhead: one `bridge run --role commands` (BRIDGE_COMMANDS_MAX_IN_FLIGHT="
+            f"{max(args.overhead_commands, args.sustain_in_flight)}, "
+            f"BRIDGE_COMMANDS_FOLLOW_INTERVAL_S={args.follow_interval:g}), Bird simulator at "
+            "0 ms latency, install and activation delays 0 s, rate limits raised to "
+            f"{RATE_LIMIT}/s. The bridge's own time per command: from sending it to reading "
+            "its final result, minus its time waiting on Bird (first to last GET of its "
+            "connector and channel, polls between included, plus the shortest POST seen)\n"
+        )
+        print(text + "\n")
+        for label, good in checks:
+            ok &= good
+            print(f"{verdict(good)}  {label}")
     rates = {lv.in_flight: lv.rate for lv in levels}
     if 1 in rates and 100 in rates:
         ratio = rates[100] / rates[1] if rates[1] else 0.0
@@ -330,6 +569,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.05, help="Bird latency, seconds")
     parser.add_argument("--timeout", type=float, default=180.0, help="per level, seconds")
     parser.add_argument("--settle", type=float, default=1.0, help="wait for late duplicates")
+    parser.add_argument(
+        "--overhead-commands",
+        type=int,
+        default=100,
+        help="commands sent at once (and the in-flight limit) for the bridge's own latency "
+        "per command, Bird at zero latency (0: skip that part and the sustained rate)",
+    )
+    parser.add_argument("--sustain-rate", type=float, default=500.0, help="creates per second")
+    parser.add_argument("--sustain-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--sustain-in-flight",
+        type=int,
+        default=400,
+        help="the bridge's BRIDGE_COMMANDS_MAX_IN_FLIGHT for both overhead parts (at least "
+        "--overhead-commands): a create is in flight until Bird reports its channel active, "
+        "one poll interval or more even at zero latency",
+    )
     return parser.parse_args()
 
 

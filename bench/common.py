@@ -135,15 +135,26 @@ class Child:
         raise RuntimeError(f"{self.name} not ready within {timeout:g}s; see {self.log_path}")
 
     def peak_rss_mb(self) -> float:
-        """``VmHWM`` (peak resident set) of the process, in MB (10^6 bytes)."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmHWM:")
-        return kib * 1024 / 1e6
+        """``VmHWM`` (peak resident set) of the process, in MB (10^6 bytes); summed over
+        its child processes too (a server with several workers)."""
+        total = 0
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                total += next(
+                    int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmHWM:"
+                )
+        return total * 1024 / 1e6
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process (all its threads) used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the process (all its threads) and its running child
+        processes used so far."""
+        ticks = 0
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     async def stop(self, stop_timeout: float = 15.0) -> int | None:
         process, self.process = self.process, None
@@ -169,6 +180,22 @@ class Child:
         await self.stop()
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
 def rss_mb(pid: int) -> float:
     """``VmRSS`` (current resident set) of process ``pid``, in MB (10^6 bytes)."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -189,7 +216,11 @@ async def tail_topic(
 ) -> AsyncIterator[asyncio.Task[None]]:
     """Hands every record of ``topic``, from the beginning, to ``on_record`` in a task (the
     value of the block) until the block ends."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # A short fetch wait: a broker that holds a fetch for its whole wait (500 ms by
+    # default) would otherwise add up to that to every arrival time measured here.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+    )
     await consumer.start()
 
     async def read() -> None:

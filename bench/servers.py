@@ -7,6 +7,7 @@ Both serve ``GET /readyz`` once they can take requests.
 
     python -m bench.servers bare --port 8090
     python -m bench.servers naive --port 8090 --bootstrap 127.0.0.1:9092 --topic t
+    python -m bench.servers bare --port 8090 --loop uvloop
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+
+from bridge.loops import loop_factory
 
 PATH = "/webhooks/bird"
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--topic", default="")
     parser.add_argument("--linger-ms", type=int, default=5)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     if args.mode == "naive":
         app = naive_app(args.bootstrap, args.topic, args.linger_ms)
@@ -64,7 +68,15 @@ def main() -> None:
         app = web.Application()
         app.router.add_post(PATH, bare)
     app.router.add_get("/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    factory = loop_factory(args.loop)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+        loop=factory() if factory is not None else None,
+    )
 
 
 if __name__ == "__main__":

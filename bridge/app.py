@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -122,6 +123,8 @@ async def request_log(
     if _is_webhook(request.path):
         bridge.count_webhook(outcome)
         bridge.count_webhook_response(response.status)
+        if not log.is_enabled_for(logging.INFO):
+            return response  # below the log level: skip building the line
         fields: dict[str, Any] = {}
         if "workspace" in request.match_info:
             fields["workspace_id"] = request.match_info["workspace"]
@@ -244,8 +247,13 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``), then shut down within the configured deadline."""
+async def serve(
+    bridge: Bridge, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then shut down within the configured deadline.
+
+    ``reuse_port``: one of several workers sharing the port (``bridge.workers``), which
+    checked the port before starting them."""
     config = bridge.config
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -254,12 +262,12 @@ async def serve(bridge: Bridge, *, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     where = f"{config.http_host}:{config.http_port} (BRIDGE_HTTP_PORT)"
     # A busy port is found before anything connects to Kafka.
-    problem = port_problem(config.http_host, config.http_port)
+    problem = None if reuse_port else port_problem(config.http_host, config.http_port)
     if problem:
         raise StartupError(f"cannot listen on {where}: {problem}")
     runner = make_runner(bridge, shutdown_timeout=config.shutdown_timeout_s * 0.5)
     await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
+    site = web.TCPSite(runner, config.http_host, config.http_port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:  # taken between the check and now

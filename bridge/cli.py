@@ -72,6 +72,8 @@ def _warn_unknown_settings() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.app import Bridge, serve
     from bridge.kafka.clients import common_settings
+    from bridge.loops import loop_factory
+    from bridge.loops import run as run_loop
     from bridge.tracing import tracing_from_env
 
     roles = _roles(args.role)
@@ -84,9 +86,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.configure(fmt=config.log_format, level=config.log_level, secrets=config.secrets())
     _warn_unknown_settings()
     fix_mmap_threshold()
-    # OTEL_* variables: spans exported when an OTLP endpoint is set (docs/tracing.md).
-    asyncio.run(serve(Bridge(config, roles, tracing=tracing_from_env(os.environ))))
-    return 0
+    loop_factory(config.event_loop)  # uvloop missing: said now, once
+    # OTEL_* variables: spans exported when an OTLP endpoint is set (docs/tracing.md); each
+    # worker process sets up its own exporter (after the fork).
+    if config.http_workers == 1:
+        run_loop(
+            serve(Bridge(config, roles, tracing=tracing_from_env(os.environ))), config.event_loop
+        )
+        return 0
+    from bridge.ports import port_problem
+    from bridge.workers import run_workers
+
+    # Checked once here: the workers share the port (SO_REUSEPORT), so each one alone
+    # would not see a process of the same user already listening there.
+    problem = port_problem(config.http_host, config.http_port)
+    if problem:
+        raise StartupError(
+            f"cannot listen on {config.http_host}:{config.http_port} (BRIDGE_HTTP_PORT): {problem}"
+        )
+
+    def serve_one(_index: int) -> int:
+        try:
+            bridge = Bridge(config, roles, tracing=tracing_from_env(os.environ))
+            run_loop(serve(bridge, reuse_port=True), config.event_loop)
+        except StartupError as exc:
+            print(f"bridge run: {exc.reason}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_workers(config.http_workers, serve_one, shutdown_timeout_s=config.shutdown_timeout_s)
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:

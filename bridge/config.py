@@ -255,6 +255,8 @@ class Config:
     http_port: int = env("HTTP_PORT", minimum=0, maximum=65535)
     http_header_timeout_s: float = env("HTTP_HEADER_TIMEOUT_S", minimum=0.1)
     http_keepalive_timeout_s: float = env("HTTP_KEEPALIVE_TIMEOUT_S", minimum=0.1)
+    http_workers: int = env("HTTP_WORKERS", minimum=1, maximum=64)
+    event_loop: str = env("EVENT_LOOP", choices=("asyncio", "uvloop"))
     log_format: str = env("LOG_FORMAT", choices=("json", "console"))
     log_level: str = env("LOG_LEVEL", choices=("debug", "info", "warning", "error"))
     shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_S", minimum=0.1)
@@ -300,6 +302,15 @@ class Config:
             problems.append(
                 "BRIDGE_BIRD_WORKSPACE_ID: required when BRIDGE_RECONCILE_INTERVAL_S > 0 "
                 "(the workspace to reconcile)"
+            )
+        if self.http_workers > 1 and list(roles) != ["ingest"]:
+            problems.append(
+                "BRIDGE_HTTP_WORKERS: more than one worker serves the ingest role only "
+                "(run the commands role in its own process: bridge run --role commands)"
+            )
+        if self.http_workers > 1 and self.http_port == 0:
+            problems.append(
+                "BRIDGE_HTTP_WORKERS: more than one worker needs a fixed BRIDGE_HTTP_PORT"
             )
         if self.webhook.ensure_subscriptions and several:
             if not self.webhook.public_url:
@@ -369,6 +380,8 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_HTTP_PORT": "8080",
     "BRIDGE_HTTP_HEADER_TIMEOUT_S": "10",
     "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S": "75",
+    "BRIDGE_HTTP_WORKERS": "1",
+    "BRIDGE_EVENT_LOOP": "asyncio",
     "BRIDGE_LOG_FORMAT": "json",
     "BRIDGE_LOG_LEVEL": "info",
     "BRIDGE_SHUTDOWN_TIMEOUT_S": "20",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 
 from bridge.config import KafkaConfig
+from bridge.deadlines import Deadlines
 from bridge.errors import PublishUnavailable, RecordTooLarge
 from bridge.events import Record
 from bridge.kafka.clients import explain, producer_settings
@@ -49,6 +51,8 @@ class Publisher:
         self._failures: dict[str, Any] = {}
         self._latency: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        # Every publish waits under a deadline; they share timers (bridge.deadlines).
+        self.deadlines = Deadlines()
 
     async def start(self) -> None:
         """Return at once; connecting (then ``on_connect``: topic creation) retries in the back."""
@@ -120,6 +124,9 @@ class Publisher:
         (``RecordTooLarge`` for a record over ``max_record_size``, or one the broker refuses
         as too large; callers check ``fits`` first where they can make it smaller).
 
+        The deadline is ``timeout`` rounded up to the next 50 ms: concurrent publishes
+        share their timers (``bridge.deadlines``).
+
         When the wait times out after the record entered the producer, the record may
         still be delivered: ``on_timeout`` then gets its delivery future, which settles
         later (for a caller that must know the outcome beyond its own request)."""
@@ -129,7 +136,7 @@ class Publisher:
         started = time.perf_counter()
         future: asyncio.Future[RecordMetadata] | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with self.deadlines.after(timeout):
                 future = await self.producer.send(
                     topic,
                     record.value,
@@ -137,12 +144,12 @@ class Publisher:
                     headers=list(record.headers),
                     partition=partition,
                 )
-                # Each record has its own future: cancelling our wait (timeout) leaves the
-                # batch alone. Its outcome is consumed either way.
-                future.add_done_callback(_retrieve)
-                metadata: RecordMetadata = await (
-                    future if on_timeout is None else asyncio.shield(future)
-                )
+                # Each record has its own future; we wait on a waiter it settles, so the
+                # deadline cancels our wait, never the delivery. Its outcome is consumed
+                # either way. (asyncio.shield does the same with a task and two callbacks.)
+                waiter: asyncio.Future[RecordMetadata] = future.get_loop().create_future()
+                future.add_done_callback(functools.partial(_relay, waiter))
+                metadata = await waiter
         except MessageSizeTooLargeError as exc:
             self.failures(topic).inc()
             raise RecordTooLarge(size=size_of(record), limit=self.max_record_size) from exc
@@ -206,10 +213,20 @@ class Publisher:
             )
 
 
-def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
-    """Mark a delivery's error as seen, so asyncio does not report it as never retrieved."""
-    if not future.cancelled():
-        future.exception()
+def _relay(waiter: asyncio.Future[RecordMetadata], future: asyncio.Future[RecordMetadata]) -> None:
+    """Hand a delivery's outcome to its waiter, if still waiting. The error is retrieved
+    either way, so asyncio does not report it as never retrieved."""
+    if future.cancelled():
+        if not waiter.done():
+            waiter.cancel()
+        return
+    error = future.exception()
+    if waiter.done():
+        return
+    if error is None:
+        waiter.set_result(future.result())
+    else:
+        waiter.set_exception(error)
 
 
 def _child(cache: dict[str, Any], metric: Any, label: str) -> Any:
