@@ -49,6 +49,14 @@ SECRET_VARIABLES = {
     "BRIDGE_KAFKA_OAUTH_CLIENT_SECRET",
     "BRIDGE_KAFKA_SSL_KEY_PASSWORD",
 }
+# The OpenTelemetry SDK's standard variables the chart may set (values `tracing`).
+OTEL_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "IngressClass"}
 
 
@@ -283,7 +291,8 @@ def test_configmap_is_a_configuration_the_bridge_accepts(values_name: str, tmp_p
     rendered = render_ci(values_name)
     data = configmap_data(rendered)
     assert not set(data) & SECRET_VARIABLES, "secrets must never be in the ConfigMap"
-    assert all(name.startswith("BRIDGE_") for name in data)
+    assert all(name.startswith(("BRIDGE_", "OTEL_")) for name in data)
+    assert set(OTEL_VARIABLES) >= {name for name in data if name.startswith("OTEL_")}
     chart_secret = {
         key: base64.b64decode(value).decode()
         for doc in rendered.of_kind("Secret")
@@ -1160,3 +1169,55 @@ def test_every_value_is_documented_and_the_readme_is_fresh() -> None:
         ancestors = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
         assert any(f"| `{name}` |" in readme for name in ancestors), key
     assert values_doc.main([]) == 0, "README stale: python -m tests.k8s.values_doc --write"
+
+
+def test_tracing_values_become_the_sdk_variables_and_an_egress_rule() -> None:
+    values = merge(
+        load_values("default-values.yaml"),
+        {
+            "tracing": {
+                "otlpEndpoint": "http://otel-collector.observability:4318",
+                "sampler": "parentbased_traceidratio",
+                "samplerArg": "0.1",
+                "resourceAttributes": {"deployment.environment": "prod", "team": "messaging"},
+            }
+        },
+    )
+    rendered = render(values)
+    data = configmap_data(rendered)
+    assert {k: v for k, v in data.items() if k.startswith("OTEL_")} == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "OTEL_SERVICE_NAME": "channel-bridge",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=messaging",
+    }
+    for role in ("ingest", "commands"):
+        policy = rendered.named("NetworkPolicy", component_name(role))
+        ports = [[p["port"] for p in rule.get("ports", [])] for rule in policy["spec"]["egress"]]
+        assert [4318] in ports, (role, ports)
+
+
+def test_without_an_endpoint_only_the_service_name_is_set_and_no_egress_opens() -> None:
+    rendered = render(load_values("default-values.yaml"))
+    data = configmap_data(rendered)
+    assert {k for k in data if k.startswith("OTEL_")} == {"OTEL_SERVICE_NAME"}
+    for role in ("ingest", "commands"):
+        policy = rendered.named("NetworkPolicy", component_name(role))
+        assert "OpenTelemetry" not in json.dumps(policy)
+        ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+        assert 4318 not in ports
+
+
+@pytest.mark.parametrize(
+    "tracing",
+    [
+        {"sampler": "sometimes"},
+        {"otlpEndpoint": "otel-collector:4318"},  # no scheme: the SDK would not reach it
+        {"networkPolicyPorts": [0]},
+        {"exporter": "grpc"},
+    ],
+)
+def test_schema_refuses_bad_tracing_values(tracing: dict[str, Any]) -> None:
+    with pytest.raises(HelmFailed, match="tracing"):
+        render(merge(load_values("default-values.yaml"), {"tracing": tracing}))

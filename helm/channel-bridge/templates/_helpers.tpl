@@ -341,3 +341,29 @@ client key (mutual TLS) when one is given.
 {{- fail "httpRoute.enabled needs ingest.enabled: the HTTPRoute routes to the ingest Service" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A map as `k1=v1,k2=v2`, keys sorted (OTEL_RESOURCE_ATTRIBUTES). */}}
+{{- define "channel-bridge.keyValues" -}}
+{{- $pairs := list -}}
+{{- range $k := keys . | sortAlpha -}}
+{{- $pairs = append $pairs (printf "%s=%v" $k (get $ $k)) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
+{{/* Egress ports of the OTLP collector: tracing.networkPolicyPorts, else the endpoint's port. */}}
+{{- define "channel-bridge.otlpPorts" -}}
+{{- if .Values.tracing.networkPolicyPorts -}}
+{{- toYaml (uniq .Values.tracing.networkPolicyPorts) -}}
+{{- else -}}
+{{- $u := urlParse .Values.tracing.otlpEndpoint -}}
+{{- $port := regexFind ":[0-9]+$" $u.host | trimPrefix ":" -}}
+{{- if $port -}}
+{{- toYaml (list (int $port)) -}}
+{{- else if eq $u.scheme "http" -}}
+{{- toYaml (list 80) -}}
+{{- else -}}
+{{- toYaml (list 443) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
