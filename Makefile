@@ -32,11 +32,18 @@ kafka-tools:
 	    openjdk-17-jre-headless maven >/dev/null; } || \
 	  echo "make: could not install Java and Maven; the tests needing Apache Kafka are skipped"
 
-## Benchmarks (not tests): webhook ingest vs baselines, then commands at 1/10/100 in flight.
-bench: install
+## Benchmarks (not tests): webhook ingest vs baselines, commands at 1/10/100 in flight, then
+## a commands replica's start and memory with 100,000 and 1,000,000 commands in the ledger
+## (Apache Kafka: Java and Maven as for `make test`; kcat writes the ledger fast). Each one
+## prints its tables with PASS/FAIL; the exit status is 1 if any failed.
+bench: install kafka-tools
 	command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python -m bench.ingest
-	$(BIN)/python -m bench.commands
+	command -v kcat >/dev/null || apt-get install -y kcat || true
+	status=0; \
+	$(BIN)/python -m bench.ingest || status=1; \
+	$(BIN)/python -m bench.commands || status=1; \
+	$(BIN)/python -m bench.ledger || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
