@@ -122,10 +122,6 @@ def _raw(result: bytes | None) -> msgspec.Raw:
     return NULL if result is None else msgspec.Raw(result)
 
 
-def newer(current: Entry | None, candidate: Entry) -> bool:
-    return current is None or _RANK[candidate.state] >= _RANK[current.state]
-
-
 def ledger_record(entry: Entry) -> Record:
     """The Kafka record of ``entry`` in the ledger topic (keyed by its commandId)."""
     return Record(key=entry.command_id.encode(), value=entry.to_json())
@@ -160,16 +156,16 @@ _MAX_OFFSET = 1 << _OFFSET_BITS
 
 def pack(rank: int, position: tuple[int, int]) -> int:
     partition, offset = position
-    if not (0 <= partition < 1 << _PARTITION_BITS and 0 <= offset < 1 << _OFFSET_BITS):
+    if not (0 <= partition < _MAX_PARTITION and 0 <= offset < _MAX_OFFSET):
         raise ValueError(f"ledger position out of range: {position}")
-    return (rank << (_PARTITION_BITS + _OFFSET_BITS)) | (partition << _OFFSET_BITS) | offset
+    return (rank << _RANK_SHIFT) | (partition << _OFFSET_BITS) | offset
 
 
 def unpack(packed: int) -> tuple[int, tuple[int, int]]:
     """(rank, (partition, offset))."""
-    offset = packed & ((1 << _OFFSET_BITS) - 1)
-    partition = (packed >> _OFFSET_BITS) & ((1 << _PARTITION_BITS) - 1)
-    return packed >> (_PARTITION_BITS + _OFFSET_BITS), (partition, offset)
+    offset = packed & (_MAX_OFFSET - 1)
+    partition = (packed >> _OFFSET_BITS) & (_MAX_PARTITION - 1)
+    return packed >> _RANK_SHIFT, (partition, offset)
 
 
 @dataclass
@@ -222,17 +218,14 @@ class LedgerState:
         now: float,
     ) -> None:
         """A late copy of an older state changes nothing; a final entry past ``expiry`` is
-        forgotten. The hot path of the start: kept to a few calls."""
+        forgotten. ``apply_records`` is the same, inlined."""
         if rank == _FINAL and expiry <= now:
             self._places.remove(key)
             return
-        partition, offset = position
-        if not (0 <= partition < _MAX_PARTITION and 0 <= offset < _MAX_OFFSET):
-            raise ValueError(f"ledger position out of range: {position}")
-        packed = (rank << _RANK_SHIFT) | (partition << _OFFSET_BITS) | offset
+        packed = pack(rank, position)
         if not self._places.put_unless_higher(key, packed, _RANK_SHIFT):
             return
-        claim = (hash(connector_id.encode()) or 1) if connector_id else 0
+        claim = key_of(connector_id.encode()) if connector_id else 0
         if claim:
             self._claims.put(claim, 0)
         if rank == _FINAL:
