@@ -45,11 +45,18 @@ prometheus-tools:
 test: prometheus-tools
 
 ## Benchmarks (not tests): webhook ingest vs baselines (3 interleaved runs each, with 2
-## HTTP workers and uvloop beside), then commands at 1/10/100 in flight. About 7 minutes.
-bench: install
+## HTTP workers and uvloop beside), commands at 1/10/100 in flight, then
+## a commands replica's start and memory with 100,000 and 1,000,000 commands in the ledger
+## (Apache Kafka: Java and Maven as for `make test`; kcat writes the ledger fast). Each one
+## prints its tables with PASS/FAIL; the exit status is 1 if any failed.
+bench: install kafka-tools
 	command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python -m bench.ingest --compare workers --compare uvloop
-	$(BIN)/python -m bench.commands
+	command -v kcat >/dev/null || apt-get install -y kcat || true
+	status=0; \
+	$(BIN)/python -m bench.ingest --compare workers --compare uvloop || status=1; \
+	$(BIN)/python -m bench.commands || status=1; \
+	$(BIN)/python -m bench.ledger || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -14,14 +14,14 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from bridge.commands.ledger_state import Entry, LedgerState
+from bridge.commands.ledger_state import ClaimedConnectors, Entry, LedgerState
 from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, LedgerRecordMissing
 from bridge.events import Record, rfc3339
 from bridge.tracecontext import TraceContext
@@ -150,11 +150,19 @@ class FakeLedger:
     def __post_init__(self) -> None:
         self.state = LedgerState(self.window_s)
 
-    def get(self, command_id: str) -> Entry | None:
-        return self.state.get(command_id)
+    async def get(self, command_id: str) -> Entry | None:
+        """As the Kafka ledger: found in the index, read back from ``records``."""
+        position = self.state.locate(command_id)
+        if position is None:
+            return None
+        value = self.records.get(position[1])
+        if value is None:
+            raise LedgerRecordMissing(f"nothing at {position}")
+        entry = replace(Entry.from_json(value), position=position)
+        return None if self.state.expired(entry, time.time()) else entry
 
-    def claimed_connectors(self) -> set[str]:
-        return self.state.claimed_connectors()
+    def claimed_connectors(self) -> Container[str]:
+        return ClaimedConnectors(self.state)
 
     async def write(self, entry: Entry) -> None:
         value = entry.to_json()

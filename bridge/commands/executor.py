@@ -107,7 +107,7 @@ class Executor:
 
     async def _run(self, command: Command) -> str:
         deadline = time.monotonic() + self.commands.command_deadline_s
-        match core.plan(command, self.ledger.get(command.command_id)):
+        match core.plan(command, await self.ledger.get(command.command_id)):
             case core.Refuse(error):
                 raise error
             case core.Replay(entry):
@@ -349,7 +349,12 @@ class Executor:
         the record's trace context, carried by the result."""
         assert exc.command_id is not None
         fingerprint = "invalid:" + hashlib.sha256(value or b"").hexdigest()
-        match core.plan_invalid(fingerprint, self.ledger.get(exc.command_id)):
+        try:
+            known = await self.ledger.get(exc.command_id)
+        except LedgerRecordMissing as missing:  # the dead letter still says what was wrong
+            log.warning("invalid command's earlier result is gone", error=str(missing))
+            return
+        match core.plan_invalid(fingerprint, known):
             case core.Ignore():
                 return
             case core.RecordRefusal():

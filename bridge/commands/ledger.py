@@ -2,10 +2,20 @@
 compacted topic. I/O only; what an entry means and how records change the memory is
 ``ledger_state.py`` (pure).
 
-Every replica reads the whole topic at start and keeps tailing it, so a command that
-moves to another replica (rebalance, crash) is recognised there. ``sync()`` makes sure
-everything written before it is read: it writes a barrier record to each partition and
-waits to read it back (this also works on brokers whose "latest offset" answer is wrong).
+Every replica reads the whole topic at start and keeps tailing it into a compact index
+(``LedgerState``: where each command's latest record is, about 60 to 90 bytes a command),
+so a command that moves to another replica (rebalance, crash), or comes back under another
+key, is recognised there. A hit is read back from the topic (``get``); a miss, the common
+case, costs no I/O. ``sync()`` makes sure everything written before it is read: it writes
+a barrier record to each partition and waits to read it back (this also works on brokers
+whose "latest offset" answer is wrong).
+
+The start reads the whole topic once: at a million commands that is over a gigabyte,
+which aiokafka's CRC32C check alone takes seconds to verify. The tailing consumer skips
+that check (``check_crcs=False``, as Kafka documents for speed): what it reads only
+places a command in the index, and every decision on a hit is taken on the record read
+back, by a reader that does check CRCs. A record that does not decode, or whose key is not
+its commandId, is logged and skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Container
+from dataclasses import dataclass, field, replace
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.commands.ledger_state import (
     BARRIER_KEY,
+    ClaimedConnectors,
     Entry,
     LedgerDecodeError,
     LedgerState,
@@ -58,15 +70,25 @@ class Ledger:
     def topic(self) -> str:
         return self.config.topics.ledger
 
-    @property
-    def entries(self) -> dict[str, Entry]:
-        return self.state.entries
+    def size(self) -> int:
+        """The commands indexed (every state; final ones within the window)."""
+        return len(self.state)
 
-    def get(self, command_id: str) -> Entry | None:
-        return self.state.get(command_id)
+    async def get(self, command_id: str) -> Entry | None:
+        """The latest entry of ``command_id``, read back from the topic; None if the ledger
+        has none, or only a final one older than the window. Raises ``LedgerRecordMissing``
+        when the index knows a record the topic no longer has (retention, a restarted
+        memory-only broker)."""
+        position = self.state.locate(command_id)
+        if position is None:
+            return None
+        entry = await self._read_back(command_id, position)
+        if entry is None or self.state.expired(entry, time.time()):
+            return None
+        return entry
 
-    def claimed_connectors(self) -> set[str]:
-        return self.state.claimed_connectors()
+    def claimed_connectors(self) -> Container[str]:
+        return ClaimedConnectors(self.state)
 
     async def write(self, entry: Entry) -> None:
         """Durably record ``entry`` (acks=all), then remember it. Raises ``RecordTooLarge``
@@ -81,18 +103,26 @@ class Ledger:
         if entry.final_result is not None:
             return entry.final_result
         assert entry.position is not None
-        return await self._read_back(entry.command_id, entry.position)
+        found = await self._read_back(entry.command_id, entry.position)
+        if found is None or found.final_result is None:
+            raise LedgerRecordMissing(
+                f"no final ledger record of this command at {self.topic} {entry.position}"
+            )
+        return found.final_result
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
+        consumer = AIOKafkaConsumer(
+            **consumer_settings(self.config.kafka, group=None), check_crcs=False
+        )
         await start_client(consumer)
         self._consumer = consumer
         partitions = await self._partitions(consumer)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+        self.state.reserve(await _records_in(consumer, partitions))
         self._task = asyncio.create_task(self._tail(consumer), name="ledger-tail")
         await self.sync()
-        log.info("ledger loaded", entries=len(self.entries), partitions=len(partitions))
+        log.info("ledger loaded", entries=len(self.state), partitions=len(partitions))
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         found = await topic_partitions(consumer, self.topic, wait_s=10.0)
@@ -110,21 +140,23 @@ class Ledger:
                 await retry.wait()
                 continue
             retry.reset()
+            now = time.time()
             for tp, records in batches.items():
-                for record in records:
-                    position = (tp.partition, record.offset)
-                    self.state.apply_record(record.key, record.value, position, time.time())
-                    self._positions[tp.partition] = record.offset + 1
+                self.state.apply_records(tp.partition, records, now)
+                if records:
+                    self._positions[tp.partition] = records[-1].offset + 1
+            self.state.expire(now)
             if batches:
                 async with self._progress:
                     self._progress.notify_all()
 
-    async def _read_back(self, command_id: str, position: tuple[int, int]) -> bytes:
-        """The final result of ``command_id`` as published, from its ledger record at
-        ``position`` or later (a later copy may have replaced it under compaction). Waits
-        through a Kafka outage like a publish does (the command stays uncommitted
-        meanwhile); raises ``LedgerRecordMissing`` once the partition was read to its end
-        without it."""
+    async def _read_back(self, command_id: str, position: tuple[int, int]) -> Entry | None:
+        """The entry of ``command_id`` from its ledger record at ``position`` or later (a
+        later state may have replaced it under compaction), with its results as published.
+        None when the record at ``position`` belongs to another command (two commandIds
+        with one 64-bit hash). Waits through a Kafka outage like a publish does (the command
+        stays uncommitted meanwhile); raises ``LedgerRecordMissing`` once the partition was
+        read to its end without it."""
         partition, offset = position
         tp = TopicPartition(self.topic, partition)
         key = command_id.encode()
@@ -139,9 +171,11 @@ class Ledger:
                         batches = await reader.getmany(tp, timeout_ms=500, max_records=500)
                         for record in batches.get(tp, []):
                             if record.key == key and record.value is not None:
-                                found = _final_result(record.value)
+                                found = _entry(record.value)
                                 if found is not None:
-                                    return found
+                                    return replace(found, position=(partition, record.offset))
+                            elif record.offset == offset and record.key != BARRIER_KEY:
+                                return None  # the index's hash of another commandId
                         end = reader.highwater(tp)
                         if not batches and end is not None and await reader.position(tp) >= end:
                             raise LedgerRecordMissing(
@@ -154,7 +188,11 @@ class Ledger:
 
     async def _started_reader(self) -> AIOKafkaConsumer:
         if self._reader is None:
-            reader = AIOKafkaConsumer(**consumer_settings(self.config.kafka, group=None))
+            # Small fetches: a read-back wants one record, not a megabyte after it.
+            reader = AIOKafkaConsumer(
+                **consumer_settings(self.config.kafka, group=None),
+                max_partition_fetch_bytes=64 * 1024,
+            )
             await start_client(reader)
             self._reader = reader
         return self._reader
@@ -184,11 +222,19 @@ class Ledger:
                     await consumer.stop()
 
 
-def _final_result(value: bytes) -> bytes | None:
-    """The final result in a ledger record, if it holds one (a later state of the same
-    command may have replaced the record the position pointed at)."""
+async def _records_in(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int:
+    """How many records the partitions hold (a hint for the index's size: 0 when the broker
+    cannot tell)."""
     try:
-        found = Entry.from_json(value)
+        first = await consumer.beginning_offsets(partitions)
+        end = await consumer.end_offsets(partitions)
+    except KafkaError:
+        return 0
+    return max(0, sum(int(end[tp]) - int(first[tp]) for tp in partitions))
+
+
+def _entry(value: bytes) -> Entry | None:
+    try:
+        return Entry.from_json(value)
     except LedgerDecodeError:
         return None
-    return found.final_result if found.state == "final" else None

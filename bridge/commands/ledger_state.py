@@ -1,21 +1,28 @@
 """What the ledger knows per ``commandId``, and how a record changes it. Pure.
 
-Entry states only move forward: started -> accepted -> final. A final entry is kept as
-its place in the ledger topic (not its result) and forgotten once it is older than the
-idempotency window. The Kafka side (tailing, barriers, read-back) is ``ledger.py``;
-this module takes the time as an argument and does no I/O.
+Entry states only move forward: started -> accepted -> final. Memory keeps no entry, only
+a compact index (``ledger_index.py``) of every command in the ledger: the 64-bit hash of
+its commandId -> the place (partition, offset) and state of its latest record. A command
+seen again is a hit there, and its entry is read back from the topic (``ledger.py``). A
+final entry is forgotten once it is older than the idempotency window. The connectors
+claimed by commands are a second index (hashes of connector ids). Both cover the whole
+ledger, every partition, in every replica: a command may come back under any key, so on
+any partition of the commands topic, to any replica (docs/guarantees.md, "Where the
+memory lives"). The Kafka side (tailing, barriers, read-back) is ``ledger.py``; this module
+takes the time as an argument and does no I/O.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 import structlog
 
+from bridge.commands.ledger_index import ExpiryQueue, HashIndex, key_of
 from bridge.events import Record
 from bridge.messages import NULL, LedgerRecord, raw_or_none
 
@@ -23,6 +30,7 @@ log = structlog.get_logger("bridge.ledger")
 
 State = Literal["started", "accepted", "final"]
 _RANK: dict[str, int] = {"started": 0, "accepted": 1, "final": 2}
+_FINAL = _RANK["final"]
 BARRIER_KEY = b"\x00barrier"
 
 
@@ -114,10 +122,6 @@ def _raw(result: bytes | None) -> msgspec.Raw:
     return NULL if result is None else msgspec.Raw(result)
 
 
-def newer(current: Entry | None, candidate: Entry) -> bool:
-    return current is None or _RANK[candidate.state] >= _RANK[current.state]
-
-
 def ledger_record(entry: Entry) -> Record:
     """The Kafka record of ``entry`` in the ledger topic (keyed by its commandId)."""
     return Record(key=entry.command_id.encode(), value=entry.to_json())
@@ -131,55 +135,200 @@ def epoch(rfc3339_time: str, default: float) -> float:
         return default
 
 
+class _Peek(msgspec.Struct, rename="camel"):
+    """What the index needs of a ledger record (the rest, results included, is skipped)."""
+
+    command_id: str
+    state: State
+    connector_id: str | None = None
+
+
+_peek = msgspec.json.Decoder(_Peek)
+
+
+# A place in the index: the state's rank, the partition and the offset, in one integer.
+_OFFSET_BITS = 46
+_PARTITION_BITS = 15
+_RANK_SHIFT = _PARTITION_BITS + _OFFSET_BITS
+_MAX_PARTITION = 1 << _PARTITION_BITS
+_MAX_OFFSET = 1 << _OFFSET_BITS
+
+
+def pack(rank: int, position: tuple[int, int]) -> int:
+    partition, offset = position
+    if not (0 <= partition < _MAX_PARTITION and 0 <= offset < _MAX_OFFSET):
+        raise ValueError(f"ledger position out of range: {position}")
+    return (rank << _RANK_SHIFT) | (partition << _OFFSET_BITS) | offset
+
+
+def unpack(packed: int) -> tuple[int, tuple[int, int]]:
+    """(rank, (partition, offset))."""
+    offset = packed & (_MAX_OFFSET - 1)
+    partition = (packed >> _OFFSET_BITS) & (_MAX_PARTITION - 1)
+    return packed >> _RANK_SHIFT, (partition, offset)
+
+
 @dataclass
 class LedgerState:
-    """``entries`` holds every command started within ``window_s``; a final one only as its
-    place in the topic (``Entry.compact``), and older final entries are forgotten, bounding
-    memory."""
+    """The index of every command in the ledger (a final one only within ``window_s``):
+    where its latest record is. ``len()`` is the number of commands indexed."""
 
     window_s: float
-    entries: dict[str, Entry] = field(default_factory=dict)
-    _expiries: deque[tuple[float, str]] = field(default_factory=deque)
+    _places: HashIndex = field(default_factory=HashIndex)
+    _claims: HashIndex = field(default_factory=lambda: HashIndex(keys_only=True))
+    _expiries: ExpiryQueue = field(default_factory=ExpiryQueue)
 
-    def get(self, command_id: str) -> Entry | None:
-        return self.entries.get(command_id)
+    def __len__(self) -> int:
+        return len(self._places)
 
-    def claimed_connectors(self) -> set[str]:
-        return {e.connector_id for e in self.entries.values() if e.connector_id}
+    def locate(self, command_id: str) -> tuple[int, int] | None:
+        """Where the latest ledger record of ``command_id`` is: (partition, offset)."""
+        packed = self._places.get(key_of(command_id.encode()))
+        return None if packed is None else unpack(packed)[1]
+
+    def is_claimed(self, connector_id: str) -> bool:
+        """Whether a command in the ledger has this connector (accepted or final)."""
+        return key_of(connector_id.encode()) in self._claims
+
+    def expired(self, entry: Entry, now: float) -> bool:
+        """A final entry older than the window: forgotten, as if never seen."""
+        return entry.state == "final" and epoch(entry.started_at, now) + self.window_s <= now
+
+    def reserve(self, commands: int) -> None:
+        """Room for ``commands`` without growing (the start knows roughly how many)."""
+        self._places.reserve(commands)
+        self._claims.reserve(commands)
 
     def apply(self, entry: Entry, position: tuple[int, int], now: float) -> None:
         """``entry`` was written at ``position`` (partition, offset); ``now`` is epoch seconds.
-        A late copy of an older state changes nothing; a final entry past the window is
-        forgotten (an unreadable start time keeps it for a whole window from ``now``)."""
-        if not newer(self.entries.get(entry.command_id), entry):
+        A final entry is forgotten ``window_s`` after its start (an unreadable start time
+        keeps it for a whole window from ``now``)."""
+        expiry = epoch(entry.started_at, now) + self.window_s if entry.state == "final" else 0.0
+        key = key_of(entry.command_id.encode())
+        self._apply(key, _RANK[entry.state], entry.connector_id, position, expiry, now)
+        self.expire(now)
+
+    def _apply(
+        self,
+        key: int,
+        rank: int,
+        connector_id: str | None,
+        position: tuple[int, int],
+        expiry: float,
+        now: float,
+    ) -> None:
+        """A late copy of an older state changes nothing; a final entry past ``expiry`` is
+        forgotten. ``apply_records`` is the same, inlined."""
+        if rank == _FINAL and expiry <= now:
+            self._places.remove(key)
             return
-        if entry.state != "final":
-            self.entries[entry.command_id] = entry
+        packed = pack(rank, position)
+        if not self._places.put_unless_higher(key, packed, _RANK_SHIFT):
             return
-        expiry = epoch(entry.started_at, now) + self.window_s
-        if expiry <= now:
-            self.entries.pop(entry.command_id, None)
+        claim = key_of(connector_id.encode()) if connector_id else 0
+        if claim:
+            self._claims.put(claim, 0)
+        if rank == _FINAL:
+            self._expiries.append(int(expiry) + 1, key, packed, claim)
+
+    def expire(self, now: float) -> None:
+        """Forget the final entries whose time is up (after each batch of records read)."""
+        expiries = self._expiries
+        if not expiries.due(now):
             return
-        self.entries[entry.command_id] = entry.compact(position)
-        self._expiries.append((expiry, entry.command_id))
-        # Only final entries are queued, and a final entry is never replaced by another
-        # state: whatever sits under an expired id is that final entry.
-        while self._expiries and self._expiries[0][0] <= now:
-            self.entries.pop(self._expiries.popleft()[1], None)
+        # A final entry is never replaced by another state: an expired row whose place is
+        # still indexed is that final entry (a newer final of the same command, written
+        # after its window, has its own place and row).
+        for key, packed, claim in expiries.pop_expired(now):
+            if self._places.get(key) == packed:
+                self._places.remove(key)
+                if claim:
+                    self._claims.remove(claim)
 
     def apply_record(
-        self, key: bytes | None, value: bytes | None, position: tuple[int, int], now: float
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        position: tuple[int, int],
+        now: float,
+        written_at: float | None = None,
     ) -> None:
-        """One record read from the ledger topic: barriers are skipped, a tombstone forgets
-        its command, an unreadable record is logged and skipped."""
-        if key is None or key == BARRIER_KEY:
-            return
-        if value is None:  # tombstone
-            self.entries.pop(key.decode(errors="replace"), None)
-            return
-        try:
-            entry = Entry.from_json(value)
-        except LedgerDecodeError:
-            log.warning("unreadable ledger record skipped", key=key.decode(errors="replace"))
-            return
-        self.apply(entry, position, now)
+        """One record read from the ledger topic (``apply_records``), written at
+        ``written_at`` (epoch seconds; unknown: ``now``)."""
+        timestamp = -1 if written_at is None else int(written_at * 1000)
+        self.apply_records(position[0], [ReadRecord(key, value, position[1], timestamp)], now)
+
+    def apply_records(self, partition: int, records: Iterable[ReadRecord], now: float) -> None:
+        """Records read from ``partition`` of the ledger topic, in order: barriers are
+        skipped, a tombstone forgets its command, an unreadable record (or one whose key is
+        not its commandId) is logged and skipped. Only what the index needs is decoded: not
+        the start time. A final entry is forgotten ``window_s`` after it was written (its
+        Kafka timestamp; unknown: ``now``), which is after its start (its writer stamped
+        both with one clock), so never early; ``expired`` decides exactly once the entry is
+        read back. Call ``expire`` after a batch.
+
+        The start runs this once per record of the whole topic: it is ``_apply`` inlined,
+        with one call per record into each table."""
+        if not 0 <= partition < _MAX_PARTITION:
+            raise ValueError(f"ledger partition out of range: {partition}")
+        decode, ranks, window = _peek.decode, _RANK, self.window_s
+        places, claims, expiries = self._places, self._claims, self._expiries
+        base = partition << _OFFSET_BITS
+        for record in records:
+            key, value = record.key, record.value
+            if key is None or key == BARRIER_KEY:
+                continue
+            if value is None:  # tombstone
+                places.remove(hash(key) or 1)
+                continue
+            try:
+                peek = decode(value)
+            except (msgspec.DecodeError, RecursionError):
+                log.warning("unreadable ledger record skipped", key=key.decode(errors="replace"))
+                continue
+            if peek.command_id.encode() != key:
+                log.warning(
+                    "ledger record skipped: its key is not its commandId",
+                    key=key.decode(errors="replace"),
+                )
+                continue
+            index_key = hash(key) or 1
+            rank = ranks[peek.state]
+            if rank == _FINAL:
+                written = record.timestamp / 1000 if record.timestamp > 0 else now
+                expiry = written + window
+                if expiry <= now:
+                    places.remove(index_key)
+                    continue
+            offset = record.offset
+            if not 0 <= offset < _MAX_OFFSET:
+                raise ValueError(f"ledger offset out of range: {offset}")
+            packed = (rank << _RANK_SHIFT) | base | offset
+            if not places.put_unless_higher(index_key, packed, _RANK_SHIFT):
+                continue
+            connector_id = peek.connector_id
+            claim = (hash(connector_id.encode()) or 1) if connector_id else 0
+            if claim:
+                claims.put(claim, 0)
+            if rank == _FINAL:
+                expiries.append(int(expiry) + 1, index_key, packed, claim)
+
+
+class ReadRecord(NamedTuple):
+    """What ``apply_records`` reads of a Kafka record (aiokafka's ``ConsumerRecord`` has
+    these and more)."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp: int  # epoch milliseconds; -1: unknown
+
+
+@dataclass(frozen=True)
+class ClaimedConnectors:
+    """``connector_id in claimed``: a command in the ledger (any partition) has it."""
+
+    state: LedgerState
+
+    def __contains__(self, connector_id: object) -> bool:
+        return isinstance(connector_id, str) and self.state.is_claimed(connector_id)

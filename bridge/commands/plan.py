@@ -17,7 +17,7 @@ commandId. Also here, as pure functions: matching a started create to Bird's con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,7 +139,7 @@ def find_started_create(
     body: Mapping[str, Any],
     started_at: str,
     candidates: Iterable[dict[str, Any]],
-    claimed: set[str],
+    claimed: Container[str],
 ) -> tuple[dict[str, Any] | None, int]:
     """The connector a create started at ``started_at`` made, among Bird's ``candidates``:
     same name and arguments (Bird may leave the arguments out), created after the start

@@ -8,7 +8,7 @@ production adapters are ``BirdClient`` (bridge/bird/client.py), ``Ledger``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any, Protocol
 
 from bridge.commands.ledger_state import Entry
@@ -85,11 +85,12 @@ class BirdConnectors(Protocol):
 
 
 class LedgerStore(Protocol):
-    """What was done per commandId: read from memory, written durably."""
+    """What was done per commandId: found through an index in memory, read back from the
+    store on a hit, written durably."""
 
-    def get(self, command_id: str) -> Entry | None: ...
+    async def get(self, command_id: str) -> Entry | None: ...
 
-    def claimed_connectors(self) -> set[str]: ...
+    def claimed_connectors(self) -> Container[str]: ...
 
     async def write(self, entry: Entry) -> None: ...
 

@@ -67,7 +67,7 @@ def commands_context(
         bird = BirdClient(config.bird, host.metrics, tracing=host.tracing)
         await bird.start()
         ledger = Ledger(config, host.publisher)
-        host.metrics.ledger_entries.set_function(lambda: len(ledger.entries))
+        host.metrics.ledger_entries.set_function(ledger.size)
         results = KafkaResultSink(host.publisher, config.topics.results)
         executor = Executor(config, bird, ledger, results, host.metrics, tracing=host.tracing)
         worker = CommandWorker(

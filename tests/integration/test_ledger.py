@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 import orjson
@@ -19,6 +19,15 @@ from bridge.events import rfc3339
 from bridge.kafka.clients import ensure_topics
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
+from tests.bridge_helpers import running_bridge
+from tests.command_helpers import (
+    CommandClient,
+    bird_connectors,
+    command_client,
+    command_env,
+    create_command,
+    fast_simulator,
+)
 from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
 
@@ -63,17 +72,17 @@ async def test_a_finished_command_is_read_back_byte_for_byte(any_broker: Broker)
     async with ledger_of(config) as first:
         for entry in (started, final.accepted(CONNECTOR, result("c-1", "accepted")), final):
             await first.write(entry)
-        kept = first.get("c-1")
+        assert first.state.locate("c-1") is not None
+        kept = await first.get("c-1")
         assert kept is not None
-        assert kept.final_result is None
-        assert kept.position is not None
+        assert kept.final_result == published
         assert await first.final_value(kept) == published
     async with ledger_of(config) as restarted:  # another replica, reading the topic
-        kept = restarted.get("c-1")
+        kept = await restarted.get("c-1")
         assert kept is not None
         assert kept.state == "final"
-        assert kept.final_result is None
         assert kept.connector_id == "k-1"
+        assert "k-1" in restarted.claimed_connectors()
         assert await restarted.final_value(kept) == published
 
 
@@ -85,3 +94,52 @@ async def test_a_record_that_is_gone_is_said_so(broker: Broker) -> None:
         # Points past the end of the partition: nothing with this key will come.
         with pytest.raises(LedgerRecordMissing, match="partition 0"):
             await ledger.final_value(final.compact((0, 10_000)))
+
+
+async def test_a_resend_under_other_keys_is_answered_by_another_replica_from_the_ledger(
+    broker: Broker,
+) -> None:
+    """A create finishes on one replica; a second replica starts (it loads the ledger's
+    index) and shares the partitions; the same command is resent under twelve other keys
+    (so to every partition, on both replicas), once more after the second left, and once to
+    a replica started afterwards. Every copy is answered with the stored final result, byte
+    for byte; Bird gets one POST."""
+    simulator = fast_simulator()
+    await simulator.start()
+    try:
+        config = bridge_config(broker.bootstrap, **command_env(simulator.url))
+        command = create_command()
+        command_id = command["commandId"]
+        first = AsyncExitStack()
+        await first.enter_async_context(running_bridge(config, ["commands"]))
+        try:
+            async with command_client(config) as client:
+                result = await client.run(command)
+                assert result["data"]["status"] == "succeeded"
+                async with running_bridge(config, ["commands"]):
+                    for n in range(12):
+                        await client.send(command, key=f"other-key-{n}".encode())
+                    await _finals(client, command_id, 13)
+                await client.send(command, key=b"after-the-second-left")
+                await _finals(client, command_id, 14)
+                await first.aclose()
+                async with running_bridge(config, ["commands"]):
+                    await client.send(command, key=b"after-a-restart")
+                    await _finals(client, command_id, 15)
+                finals = [r for r in client.results.raw[command_id] if b'"succeeded"' in r]
+                assert len(set(finals)) == 1
+        finally:
+            await first.aclose()
+        posts = [r for r in simulator.simulator.journal.query({}) if r.method == "POST"]
+        assert len(posts) == 1
+        assert len(await bird_connectors(simulator.url)) == 1
+    finally:
+        await simulator.stop()
+
+
+async def _finals(client: CommandClient, command_id: str, count: int) -> None:
+    async with asyncio.timeout(30):
+        while (
+            len([r for r in client.results.raw.get(command_id, []) if b'"succeeded"' in r]) < count
+        ):
+            await asyncio.sleep(0.05)

@@ -331,9 +331,7 @@ async def test_the_kafka_ledger_and_result_sink_publish_what_the_core_decided() 
     assert await executor.run(command("list")) == "succeeded"
     topics = [topic for topic, _, _ in publisher.sent]
     assert topics == [config.topics.ledger, config.topics.results]
-    final = ledger.get("c-1")
-    assert final is not None
-    assert final.position == (0, 0)
+    assert ledger.state.locate("c-1") == (0, 0)
     # The result is encoded once: the ledger holds the very bytes published.
     assert Entry.from_json(publisher.sent[0][1].value or b"").final_result == (
         publisher.sent[1][1].value
