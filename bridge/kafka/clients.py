@@ -240,6 +240,7 @@ def consumer_settings(kafka: KafkaConfig, *, group: str | None) -> dict[str, Any
         "auto_offset_reset": kafka.auto_offset_reset,
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
         "isolation_level": "read_uncommitted",
     }
     # JoinGroup is held for up to session_timeout/2: a shorter request timeout loops forever.
