@@ -227,6 +227,7 @@ def producer_settings(kafka: KafkaConfig, *, partitioner: Any = None) -> dict[st
         "enable_idempotence": kafka.enable_idempotence,
         "compression_type": None if kafka.compression == "none" else kafka.compression,
         "linger_ms": kafka.linger_ms,
+        "max_batch_size": kafka.max_batch_bytes,
         # Kafka's own default message.max.bytes; enforced client-side for brokers without one.
         "max_request_size": MAX_RECORD_SIZE,
     }

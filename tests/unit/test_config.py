@@ -268,3 +268,17 @@ def test_fetch_max_wait_refuses_a_negative_or_huge_value() -> None:
     assert caught.value.problems == [
         "BRIDGE_KAFKA_FETCH_MAX_WAIT_MS: must be in 0..60000, got '600000'"
     ]
+
+
+def test_the_producer_batches_up_to_256_kib_per_partition() -> None:
+    from bridge.kafka.clients import producer_settings
+
+    # aiokafka's 16 KiB batch, one request per broker in flight: too little per round trip.
+    assert producer_settings(load({}).kafka)["max_batch_size"] == 256 * 1024
+    tuned = load({"BRIDGE_KAFKA_MAX_BATCH_BYTES": "65536"}).kafka
+    assert producer_settings(tuned)["max_batch_size"] == 65536
+    with pytest.raises(ConfigError) as caught:
+        load({"BRIDGE_KAFKA_MAX_BATCH_BYTES": "2000000"})
+    assert caught.value.problems == [
+        "BRIDGE_KAFKA_MAX_BATCH_BYTES: must be in 16384..1048576, got '2000000'"
+    ]
