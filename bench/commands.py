@@ -283,12 +283,17 @@ class Sustained:
     sent: int
     succeeded: int
     finished_s: float  # from the first send to the last final result
+    results_s: float  # from the first final result to the last
+    latencies: list[float]  # seconds, each command's send to its final result
     cpu_s: float
     rss_mb: float
 
     @property
     def achieved(self) -> float:
-        return self.succeeded / self.finished_s if self.finished_s > 0 else 0.0
+        """Completed per second while results came (first to last final result): the
+        rate the process kept up with. Counting from the first send instead would add the
+        last command's own latency to the 10 s and could never reach the rate sent."""
+        return (self.succeeded - 1) / self.results_s if self.results_s > 0 else 0.0
 
 
 def bird_seconds(sim: SimulatorServer, command_ids: list[str]) -> dict[str, float]:
@@ -471,24 +476,29 @@ async def run_overhead(
             started = time.monotonic()
             per_tick = max(1, round(args.sustain_rate * 0.02))
             sends = []
+            steady_sent: dict[str, float] = {}
             for n in range(0, total, per_tick):
                 due = started + n / args.sustain_rate
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-                sends.extend(
-                    [
+                for c in steady[n : n + per_tick]:
+                    steady_sent[c] = time.monotonic()
+                    sends.append(
                         await producer.send(topic, orjson.dumps(create_command(c)), key=c.encode())
-                        for c in steady[n : n + per_tick]
-                    ]
-                )
+                    )
             await asyncio.gather(*sends)
             await results.wait(steady, args.timeout)
-            last = max((results.arrived.get(c, started) for c in steady), default=started)
+            arrivals = [results.arrived[c] for c in steady if c in results.arrived]
+            last = max(arrivals, default=started)
             sustained = Sustained(
                 rate=args.sustain_rate,
                 seconds=args.sustain_seconds,
                 sent=total,
                 succeeded=sum(results.statuses.get(c) == "succeeded" for c in steady),
                 finished_s=last - started,
+                results_s=last - min(arrivals, default=last),
+                latencies=[
+                    results.arrived[c] - steady_sent[c] for c in steady if c in results.arrived
+                ],
                 cpu_s=bridge.cpu_seconds() - cpu,
                 rss_mb=bridge.peak_rss_mb(),
             )
@@ -498,6 +508,9 @@ async def run_overhead(
 
 
 ADDED_P99_MS = 20.0
+# Of the rate sent, completed while results came: the sends go out in 20 ms batches and
+# the first and last results' latencies differ by a few of them.
+SUSTAIN_SHARE = 0.99
 
 
 def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, bool]]]:
@@ -531,6 +544,7 @@ def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, boo
             f"{s.succeeded}/{s.sent}",
             f"{s.finished_s:.1f}",
             f"{s.achieved:.0f}",
+            f"{1000 * percentile(s.latencies, 50):.0f} / {1000 * percentile(s.latencies, 99):.0f}",
             f"{1e6 * s.cpu_s / max(1, s.succeeded):.0f}",
             f"{100 * s.cpu_s / max(s.finished_s, 1e-9):.0f}",
             f"{s.rss_mb:.1f}",
@@ -542,6 +556,7 @@ def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, boo
             "succeeded",
             "seconds to last result",
             "completed/s",
+            "latency p50/p99 ms",
             "CPU us/cmd",
             "CPU %",
             "peak RSS MB",
@@ -556,9 +571,10 @@ def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, boo
             o.succeeded == o.in_flight and p99 < ADDED_P99_MS,
         ),
         (
-            f"one commands process sustains {s.rate:g} creates/s ({s.achieved:.0f}/s completed, "
+            f"one commands process sustains {s.rate:g} creates/s ({s.achieved:.0f}/s completed "
+            f"from the first result to the last, at least {SUSTAIN_SHARE:.0%} of the rate; "
             f"{s.succeeded} of {s.sent} succeeded)",
-            s.succeeded == s.sent and s.achieved >= s.rate,
+            s.succeeded == s.sent and s.achieved >= SUSTAIN_SHARE * s.rate,
         ),
     ]
     return text, checks
