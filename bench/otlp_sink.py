@@ -17,8 +17,30 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 _EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
+
+
+@dataclass(frozen=True)
+class KeptSpan:
+    """One received span: its trace, name, start and end (Unix epoch seconds) and its
+    string, integer and boolean attributes."""
+
+    trace_id: str
+    name: str
+    start: float
+    end: float
+    attributes: dict[str, str | int | bool]
+
+
+def _attributes(span: Span) -> dict[str, str | int | bool]:
+    found: dict[str, str | int | bool] = {}
+    for item in span.attributes:
+        kind = item.value.WhichOneof("value")
+        if kind in ("string_value", "int_value", "bool_value"):
+            found[item.key] = getattr(item.value, kind)
+    return found
 
 
 @dataclass
@@ -33,6 +55,8 @@ class OtlpSink:
     trace_ids: set[str] = field(default_factory=set)
     span_names: list[str] = field(default_factory=list)
     keep_names: bool = False  # tests: the name of every span, in arrival order
+    keep_spans: bool = False  # benchmarks: every span, for timing the steps of a trace
+    kept: list[KeptSpan] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
     @property
@@ -53,6 +77,16 @@ class OtlpSink:
                     self.trace_ids.add(span.trace_id.hex())
                     if self.keep_names:
                         self.span_names.append(span.name)
+                    if self.keep_spans:
+                        self.kept.append(
+                            KeptSpan(
+                                span.trace_id.hex(),
+                                span.name,
+                                span.start_time_unix_nano / 1e9,
+                                span.end_time_unix_nano / 1e9,
+                                _attributes(span),
+                            )
+                        )
         return web.Response(body=_EMPTY_RESPONSE, content_type="application/x-protobuf")
 
     async def stats(self, _request: web.Request) -> web.Response:

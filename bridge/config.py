@@ -71,6 +71,13 @@ class KafkaConfig:
     request_timeout_ms: int = env("KAFKA_REQUEST_TIMEOUT_MS", minimum=1000)
     compression: str = env("KAFKA_COMPRESSION", choices=("none", "gzip", "snappy", "lz4", "zstd"))
     linger_ms: int = env("KAFKA_LINGER_MS", minimum=0)
+    # How long a broker may hold a consumer's fetch while it has no new records. Kafka
+    # answers as soon as records arrive; the embedded broker holds it for the whole wait.
+    fetch_max_wait_ms: int = env("KAFKA_FETCH_MAX_WAIT_MS", minimum=0, maximum=60_000)
+    # The producer's batch per partition. aiokafka sends one request per broker at a time,
+    # with one batch per partition: this caps the bytes per partition per round trip. At
+    # most the brokers' message.max.bytes (a batch over it is refused whole).
+    max_batch_bytes: int = env("KAFKA_MAX_BATCH_BYTES", minimum=16_384, maximum=1_048_576)
     security_protocol: str = env(
         "KAFKA_SECURITY_PROTOCOL", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
     )
@@ -344,6 +351,8 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_KAFKA_REQUEST_TIMEOUT_MS": "30000",
     "BRIDGE_KAFKA_COMPRESSION": "none",
     "BRIDGE_KAFKA_LINGER_MS": "5",
+    "BRIDGE_KAFKA_FETCH_MAX_WAIT_MS": "500",
+    "BRIDGE_KAFKA_MAX_BATCH_BYTES": str(256 * 1024),
     "BRIDGE_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     "BRIDGE_KAFKA_SASL_MECHANISM": "PLAIN",
     "BRIDGE_KAFKA_SSL_CHECK_HOSTNAME": "true",

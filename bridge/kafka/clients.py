@@ -227,6 +227,7 @@ def producer_settings(kafka: KafkaConfig, *, partitioner: Any = None) -> dict[st
         "enable_idempotence": kafka.enable_idempotence,
         "compression_type": None if kafka.compression == "none" else kafka.compression,
         "linger_ms": kafka.linger_ms,
+        "max_batch_size": kafka.max_batch_bytes,
         # Kafka's own default message.max.bytes; enforced client-side for brokers without one.
         "max_request_size": MAX_RECORD_SIZE,
     }
@@ -240,6 +241,7 @@ def consumer_settings(kafka: KafkaConfig, *, group: str | None) -> dict[str, Any
         "auto_offset_reset": kafka.auto_offset_reset,
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
         "isolation_level": "read_uncommitted",
     }
     # JoinGroup is held for up to session_timeout/2: a shorter request timeout loops forever.

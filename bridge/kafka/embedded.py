@@ -26,6 +26,9 @@ EMBEDDED_SETTINGS: dict[str, str] = {
     "BRIDGE_KAFKA_ENABLE_IDEMPOTENCE": "false",
     "BRIDGE_KAFKA_REPLICATION_FACTOR": "1",
     "BRIDGE_KAFKA_TOPIC_PARTITIONS": "3",
+    # It holds a fetch for the whole wait even when records arrive meanwhile (Kafka answers
+    # at once): with Kafka's 500 ms, each command waited up to 0.5 s to be read.
+    "BRIDGE_KAFKA_FETCH_MAX_WAIT_MS": "10",
 }
 
 

@@ -240,3 +240,45 @@ def test_periodic_reconciliation_needs_a_workspace() -> None:
     load({**env, "BRIDGE_RECONCILE_INTERVAL_S": "0"}).require(["commands"])
     insecure = {**env, "BRIDGE_WEBHOOK_INSECURE": "true"}
     load(insecure).require(["ingest"])  # ingest does not reconcile
+
+
+def test_fetch_max_wait_keeps_kafkas_default_and_the_embedded_broker_a_short_one() -> None:
+    from bridge.kafka.clients import consumer_settings
+    from bridge.kafka.embedded import EMBEDDED_SETTINGS
+    from bridgedev.runner import dev_environment
+
+    assert consumer_settings(load({}).kafka, group="g")["fetch_max_wait_ms"] == 500
+    # The embedded broker holds a fetch for its whole wait even when records arrive.
+    embedded = consumer_settings(load(EMBEDDED_SETTINGS).kafka, group=None)
+    assert embedded["fetch_max_wait_ms"] <= 20
+    dev = load(dev_environment(kafka_port=1, port=2, simulator_port=3))
+    assert dev.kafka.fetch_max_wait_ms == embedded["fetch_max_wait_ms"]
+    tuned = load({"BRIDGE_KAFKA_FETCH_MAX_WAIT_MS": "0"}).kafka
+    assert consumer_settings(tuned, group="g")["fetch_max_wait_ms"] == 0
+
+
+def test_fetch_max_wait_refuses_a_negative_or_huge_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"BRIDGE_KAFKA_FETCH_MAX_WAIT_MS": "-1"})
+    assert caught.value.problems == [
+        "BRIDGE_KAFKA_FETCH_MAX_WAIT_MS: must be in 0..60000, got '-1'"
+    ]
+    with pytest.raises(ConfigError) as caught:
+        load({"BRIDGE_KAFKA_FETCH_MAX_WAIT_MS": "600000"})
+    assert caught.value.problems == [
+        "BRIDGE_KAFKA_FETCH_MAX_WAIT_MS: must be in 0..60000, got '600000'"
+    ]
+
+
+def test_the_producer_batches_up_to_256_kib_per_partition() -> None:
+    from bridge.kafka.clients import producer_settings
+
+    # aiokafka's 16 KiB batch, one request per broker in flight: too little per round trip.
+    assert producer_settings(load({}).kafka)["max_batch_size"] == 256 * 1024
+    tuned = load({"BRIDGE_KAFKA_MAX_BATCH_BYTES": "65536"}).kafka
+    assert producer_settings(tuned)["max_batch_size"] == 65536
+    with pytest.raises(ConfigError) as caught:
+        load({"BRIDGE_KAFKA_MAX_BATCH_BYTES": "2000000"})
+    assert caught.value.problems == [
+        "BRIDGE_KAFKA_MAX_BATCH_BYTES: must be in 16384..1048576, got '2000000'"
+    ]
