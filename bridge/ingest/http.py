@@ -30,10 +30,10 @@ from bridge.errors import (
     WorkspaceMismatch,
 )
 from bridge.events import Record
-from bridge.ingest.age import event_age_s
+from bridge.ingest.age import age_s
 from bridge.ingest.dedupe import DedupeWindow
 from bridge.ingest.deliveries import Deliveries, OnTimeout
-from bridge.ingest.normalize import event_id, normalize_event, parse_body
+from bridge.ingest.normalize import bird_time, event_id, normalize_event, parse_body
 from bridge.ingest.trace import TRACEPARENT, TRACESTATE, trace_headers
 from bridge.ingest.verify import (
     REQUEST_ID_HEADER,
@@ -301,6 +301,9 @@ class WebhookIngest:
             if claimed is not None and claimed != workspace_id:
                 raise WorkspaceMismatch
         received_at = datetime.now(UTC)
+        payload = parsed.get("payload")
+        # Bird's time of the event, parsed once: the event's time and its age below.
+        stamp = bird_time(payload) if isinstance(payload, dict) else None
         record = normalize_event(
             parsed,
             raw_body=body,
@@ -309,13 +312,14 @@ class WebhookIngest:
             received_at=received_at,
             origin="webhook",
             trace=trace,
+            stamp=stamp,
         )
         outcome = await self.deliveries.publish_once(event_id(request_id, body), record)
         request[OUTCOME] = outcome
         if span is not None:
             span.event("published", {"bridge.outcome": outcome})
         if outcome == "published":  # once per event on the topic, not per delivery
-            age = event_age_s(parsed, received_at)
+            age = age_s(stamp[1] if stamp is not None else None, received_at)
             if age is not None:
                 self.metrics.webhook_event_age.observe(age)
         return web.Response(status=204)
