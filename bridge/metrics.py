@@ -90,6 +90,36 @@ class LoopHistogram(Histogram):
         return tuple(samples)
 
 
+class LoopCounter(Counter):
+    """A ``Counter`` incremented from the event loop's thread only (the webhook path): a
+    plain addition instead of prometheus_client's lock. The same samples (``_total``,
+    ``_created``), as for ``LoopHistogram``. No exemplars."""
+
+    _count: float
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._count = 0.0
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if amount < 0 or exemplar is not None:
+            raise ValueError("LoopCounter takes non-negative amounts and no exemplars")
+        try:
+            self._count += amount
+        except AttributeError:  # a parent with labels
+            raise ValueError(f"{self._name} metric is missing label values") from None
+
+    def reset(self) -> None:
+        super().reset()
+        self._count = 0.0
+
+    def _child_samples(self) -> Iterable[Sample]:
+        total = Sample("_total", {}, self._count, None, None)
+        if prometheus_metrics._use_created:
+            return (total, Sample("_created", {}, self._created, None, None))
+        return (total,)
+
+
 class ConsumerLag(Collector):
     """``bridge_commands_consumer_lag{partition}``, computed at scrape time from ``source``
     (partition -> records): a partition leaves the output when it leaves the source."""
@@ -119,7 +149,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # Ingest.
-        self.webhook_requests = Counter(
+        self.webhook_requests = LoopCounter(
             "bridge_webhook_requests",
             "Webhook requests by outcome",
             ["outcome"],
@@ -156,7 +186,7 @@ class Metrics:
         self.kafka_connected = Gauge(
             "bridge_kafka_connected", "1 while the client reaches Kafka", ["client"], registry=r
         )
-        self.webhook_responses = Counter(
+        self.webhook_responses = LoopCounter(
             "bridge_webhook_responses",
             "Webhook answers by HTTP status code",
             ["code"],

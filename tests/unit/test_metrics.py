@@ -238,3 +238,29 @@ def test_loop_histogram_with_labels_is_observed_through_a_child() -> None:
     metric = LoopHistogram("h", "doc", ["topic"], registry=CollectorRegistry())
     with pytest.raises(ValueError, match="missing label values"):
         metric.observe(1.0)
+
+
+@pytest.mark.parametrize("labels", [(), ("outcome",)])
+def test_loop_counter_exposes_what_prometheus_counter_does(labels: tuple[str, ...]) -> None:
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from bridge.metrics import LoopCounter
+
+    texts = []
+    for kind in (Counter, LoopCounter):
+        registry = CollectorRegistry()
+        metric = kind("c", "doc", list(labels), registry=registry)
+        target = metric.labels("published") if labels else metric
+        target.inc()
+        target.inc(2.5)
+        with pytest.raises(ValueError, match="non-negative"):
+            target.inc(-1)
+        text = generate_latest(registry)
+        texts.append(re.sub(rb"(c_created(\{[^}]*\})?) \S+", rb"\1 T", text))
+    assert b"c_created" in texts[0]
+    assert texts[0] == texts[1]
+    assert b"c_total" in texts[1]
+    assert b" 3.5\n" in texts[1]
+    if labels:
+        with pytest.raises(ValueError, match="missing label values"):
+            LoopCounter("c", "doc", ["outcome"], registry=CollectorRegistry()).inc()
