@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -206,15 +206,26 @@ class WebhookIngest:
             if wait > 0:
                 raise TooManyRequests(math.ceil(wait))
 
-    async def _receive(
+    def _receive(
+        self,
+        request: web.Request,
+        keys: Sequence[str],
+        signed_url: str | None,
+        workspace_id: str | None,
+    ) -> Awaitable[web.Response]:
+        # Not a coroutine itself: without tracing, one coroutine frame fewer on the path
+        # every resumption of the request's task goes through.
+        if not self.tracing.enabled:
+            return self._deliver(request, keys, signed_url, workspace_id, None)
+        return self._traced(request, keys, signed_url, workspace_id)
+
+    async def _traced(
         self,
         request: web.Request,
         keys: Sequence[str],
         signed_url: str | None,
         workspace_id: str | None,
     ) -> web.Response:
-        if not self.tracing.enabled:
-            return await self._deliver(request, keys, signed_url, workspace_id, None)
         headers = request.headers
         route = WEBHOOK_ROUTE if workspace_id is None else WORKSPACE_ROUTE
         span = self.tracing.span(
@@ -324,8 +335,9 @@ class WebhookIngest:
                 self.metrics.webhook_event_age.observe(age)
         return web.Response(status=204)
 
-    async def _publish(self, record: Record, on_timeout: OnTimeout) -> None:
-        await self.publisher.publish(
+    def _publish(self, record: Record, on_timeout: OnTimeout) -> Awaitable[object]:
+        # The publisher's coroutine itself, not one wrapping it: a frame fewer per resumption.
+        return self.publisher.publish(
             self.config.topics.events,
             record,
             timeout=self.webhook.publish_timeout_s,
