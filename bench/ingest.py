@@ -20,6 +20,10 @@ with fresh ids. Afterwards each bridge's topic is read back and compared with it
     python -m bench.ingest [--broker embedded|kafka] [--runs 3] [--duration 8] [--warmup 2]
                            [--compare workers] [--compare uvloop]
                            [--connections 64] [--profile out.txt] [--workspaces 500]
+                           [--before FOLDER]
+
+With ``--before FOLDER`` the ``bridge`` package in FOLDER (another revision's) runs as one
+more target, interleaved, and the report compares the two from the same runs.
 
 With ``--workspaces N`` the bridge serves N workspaces (``BRIDGE_WORKSPACES_FILE``) and the
 webhooks go to the last one's ``/webhooks/bird/<workspaceId>``, signed with its key.
