@@ -20,6 +20,10 @@ with fresh ids. Afterwards each bridge's topic is read back and compared with it
     python -m bench.ingest [--broker embedded|kafka] [--runs 3] [--duration 8] [--warmup 2]
                            [--compare workers] [--compare uvloop]
                            [--connections 64] [--profile out.txt] [--workspaces 500]
+                           [--before FOLDER]
+
+With ``--before FOLDER`` the ``bridge`` package in FOLDER (another revision's) runs as one
+more target, interleaved, and the report compares the two from the same runs.
 
 With ``--workspaces N`` the bridge serves N workspaces (``BRIDGE_WORKSPACES_FILE``) and the
 webhooks go to the last one's ``/webhooks/bird/<workspaceId>``, signed with its key.
@@ -321,8 +325,18 @@ def profile_summary(raw: Path, count: int = 15) -> str:
     )
 
 
+# The bridge package of another revision, ahead of this checkout's (``--before``).
+BEFORE_ENV = "BENCH_BRIDGE_FROM"
+_RUN_FROM = (
+    "import os, runpy, sys; sys.path.insert(0, os.environ['BENCH_BRIDGE_FROM']); "
+    "sys.argv[0] = 'bridge'; runpy.run_module('bridge', run_name='__main__')"
+)
+
+
 def target_argv(target: Target, port: int, env: dict[str, str], naive_topic: str) -> list[str]:
     if target.kind == "bridge":
+        if BEFORE_ENV in env:
+            return [sys.executable, "-c", _RUN_FROM, "run", "--role", "ingest"]
         return bridge_argv("ingest")
     argv = [sys.executable, "-m", "bench.servers", target.kind, "--port", str(port)]
     if target.kind == "naive":
@@ -362,6 +376,14 @@ async def main(args: argparse.Namespace) -> int:
     else:
         script.write_text(lua_script(args.bodies))
     targets = [*MAIN, *(t for name in args.compare for t in VARIANTS[name])]
+    if args.before is not None:
+        before = Target(
+            "bridge-before",
+            "(a0) bridge before",
+            "bridge",
+            ((BEFORE_ENV, str(args.before.resolve())),),
+        )
+        targets.insert(1, before)
     broker: EmbeddedBroker | KafkaCluster
     if args.broker == "kafka":
         broker = KafkaCluster(work / "kafka", 1)
@@ -441,6 +463,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{workers_report(runs)}\n")
     if "uvloop" in args.compare:
         print(f"{uvloop_report(runs)}\n")
+    if args.before is not None:
+        print(f"{before_report(runs, args.before)}\n")
     for target in bridge_targets(targets):
         records, ids = topics[target.name]
         topic = envs[target.name]["BRIDGE_TOPIC_EVENTS"]
@@ -688,6 +712,17 @@ def uvloop_report(runs: dict[str, list[Measured]]) -> str:
     )
 
 
+def before_report(runs: dict[str, list[Measured]], folder: Path) -> str:
+    rows = [
+        ratio_row("bridge / bridge before", runs["bridge"], runs["bridge-before"]),
+        ratio_row("bridge before / naive", runs["bridge-before"], runs["naive"]),
+        ratio_row("bridge / naive", runs["bridge"], runs["naive"]),
+    ]
+    return f"This bridge beside the one in {folder} (same runs):\n" + table(
+        ["", "throughput ratio", "CPU per request ratio"], rows
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -709,6 +744,13 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="also run these variants, interleaved with the others: workers (the bridge "
         "with BRIDGE_HTTP_WORKERS=2), uvloop (bridge and bare on uvloop); repeatable",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run, interleaved, the bridge package found in this folder (another "
+        "revision's, e.g. `git archive REV bridge | tar -x -C FOLDER`): before/after ratios "
+        "from the same runs",
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")

@@ -11,6 +11,7 @@ import msgspec
 import orjson
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+_CONTENT_TYPE_HEADER = ("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,17 @@ def to_record(
     *,
     key: str | None,
     correlation_id: str | None,
+    trace: tuple[tuple[str, bytes], ...] = (),
 ) -> Record:
-    """The Kafka record of an event (a ``Fragment`` is already-encoded JSON, sent as is)."""
-    headers: list[tuple[str, bytes]] = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-    if correlation_id:
-        headers.append(("correlation-id", correlation_id.encode()))
+    """The Kafka record of an event (a ``Fragment`` is already-encoded JSON, sent as is);
+    ``trace`` holds the W3C Trace Context headers it carries, after the others."""
+    headers: tuple[tuple[str, bytes], ...] = (
+        (_CONTENT_TYPE_HEADER, ("correlation-id", correlation_id.encode()))
+        if correlation_id
+        else (_CONTENT_TYPE_HEADER,)
+    )
     return Record(
         key=key.encode() if key is not None else None,
         value=orjson.dumps(event) if isinstance(event, orjson.Fragment) else encode(event),
-        headers=tuple(headers),
+        headers=headers + trace if trace else headers,
     )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.ingest.normalize import event_time
+from bridge.ingest.normalize import bird_time
 
 
 def bird_timestamp(body: Mapping[str, Any]) -> datetime | None:
@@ -15,14 +15,18 @@ def bird_timestamp(body: Mapping[str, Any]) -> datetime | None:
     payload = body.get("payload")
     if not isinstance(payload, Mapping):
         return None
-    found = event_time(payload.get("updatedAt")) or event_time(payload.get("createdAt"))
-    return datetime.fromisoformat(found) if found is not None else None
+    found = bird_time(payload)
+    return found[1] if found is not None else None
 
 
-def event_age_s(body: Mapping[str, Any], received_at: datetime) -> float | None:
-    """Seconds from Bird's timestamp to ``received_at`` (aware); a timestamp in the future
-    (clock skew) gives 0; ``None`` without a usable timestamp."""
-    stamp = bird_timestamp(body)
+def age_s(stamp: datetime | None, received_at: datetime) -> float | None:
+    """Seconds from ``stamp`` (Bird's time of the event, aware) to ``received_at``; a stamp
+    in the future (clock skew) gives 0; ``None`` without a stamp."""
     if stamp is None:
         return None
     return max(0.0, (received_at - stamp).total_seconds())
+
+
+def event_age_s(body: Mapping[str, Any], received_at: datetime) -> float | None:
+    """``age_s`` of the body's ``bird_timestamp``."""
+    return age_s(bird_timestamp(body), received_at)

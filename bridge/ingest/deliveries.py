@@ -20,7 +20,7 @@ from bridge.ingest.dedupe import DedupeWindow
 # Called with the producer's delivery future when a publish gave up waiting for it.
 OnTimeout = Callable[["asyncio.Future[Any]"], None]
 # Publish one record; call ``on_timeout`` if giving up while the record is in the producer.
-Publish = Callable[[Record, OnTimeout], Awaitable[None]]
+Publish = Callable[[Record, OnTimeout], Awaitable[object]]
 Outcome = Literal["published", "duplicate"]
 
 

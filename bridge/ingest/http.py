@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,10 +30,10 @@ from bridge.errors import (
     WorkspaceMismatch,
 )
 from bridge.events import Record
-from bridge.ingest.age import event_age_s
+from bridge.ingest.age import age_s
 from bridge.ingest.dedupe import DedupeWindow
 from bridge.ingest.deliveries import Deliveries, OnTimeout
-from bridge.ingest.normalize import event_id, normalize_event, parse_body
+from bridge.ingest.normalize import bird_time, event_id, normalize_event, parse_body
 from bridge.ingest.trace import TRACEPARENT, TRACESTATE, trace_headers
 from bridge.ingest.verify import (
     REQUEST_ID_HEADER,
@@ -206,15 +206,26 @@ class WebhookIngest:
             if wait > 0:
                 raise TooManyRequests(math.ceil(wait))
 
-    async def _receive(
+    def _receive(
+        self,
+        request: web.Request,
+        keys: Sequence[str],
+        signed_url: str | None,
+        workspace_id: str | None,
+    ) -> Awaitable[web.Response]:
+        # Not a coroutine itself: without tracing, one coroutine frame fewer on the path
+        # every resumption of the request's task goes through.
+        if not self.tracing.enabled:
+            return self._deliver(request, keys, signed_url, workspace_id, None)
+        return self._traced(request, keys, signed_url, workspace_id)
+
+    async def _traced(
         self,
         request: web.Request,
         keys: Sequence[str],
         signed_url: str | None,
         workspace_id: str | None,
     ) -> web.Response:
-        if not self.tracing.enabled:
-            return await self._deliver(request, keys, signed_url, workspace_id, None)
         headers = request.headers
         route = WEBHOOK_ROUTE if workspace_id is None else WORKSPACE_ROUTE
         span = self.tracing.span(
@@ -301,6 +312,9 @@ class WebhookIngest:
             if claimed is not None and claimed != workspace_id:
                 raise WorkspaceMismatch
         received_at = datetime.now(UTC)
+        payload = parsed.get("payload")
+        # Bird's time of the event, parsed once: the event's time and its age below.
+        stamp = bird_time(payload) if isinstance(payload, dict) else None
         record = normalize_event(
             parsed,
             raw_body=body,
@@ -309,19 +323,21 @@ class WebhookIngest:
             received_at=received_at,
             origin="webhook",
             trace=trace,
+            stamp=stamp,
         )
         outcome = await self.deliveries.publish_once(event_id(request_id, body), record)
         request[OUTCOME] = outcome
         if span is not None:
             span.event("published", {"bridge.outcome": outcome})
         if outcome == "published":  # once per event on the topic, not per delivery
-            age = event_age_s(parsed, received_at)
+            age = age_s(stamp[1] if stamp is not None else None, received_at)
             if age is not None:
                 self.metrics.webhook_event_age.observe(age)
         return web.Response(status=204)
 
-    async def _publish(self, record: Record, on_timeout: OnTimeout) -> None:
-        await self.publisher.publish(
+    def _publish(self, record: Record, on_timeout: OnTimeout) -> Awaitable[object]:
+        # The publisher's coroutine itself, not one wrapping it: a frame fewer per resumption.
+        return self.publisher.publish(
             self.config.topics.events,
             record,
             timeout=self.webhook.publish_timeout_s,

@@ -7,6 +7,7 @@ holds, the event is one the CloudEvents SDKs accept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from bridge.errors import BadPayload
 from bridge.events import Record, rfc3339, to_record
@@ -75,6 +76,26 @@ def event_time(value: object) -> str | None:
     return value
 
 
+# Bird's time of an event: the text (a CloudEvent's ``time``) and the moment it names.
+BirdTime = tuple[str, datetime]
+
+
+def bird_time(payload: Mapping[str, Any]) -> BirdTime | None:
+    """Bird's time of the event in a channel payload: ``updatedAt``, else ``createdAt``, each
+    only when ``event_time`` accepts it. Parsed once per webhook: the event's ``time`` and
+    the event-age metric both use it."""
+    for source in ("updatedAt", "createdAt"):
+        value = payload.get(source)
+        if isinstance(value, str) and _DATE_TIME.fullmatch(value):
+            try:
+                return value, datetime.fromisoformat(value)
+            except ValueError:
+                continue
+    return None
+
+
+# Few workspaces send webhooks: the percent-encoding of each is worked out once.
+@functools.lru_cache(maxsize=1024)
 def event_source(workspace_id: str | None) -> str:
     """``bird:workspaces/<id>``, the id percent-encoded so the source is a URI-reference."""
     return f"bird:workspaces/{quote(workspace_id, safe='')}" if workspace_id else "bird"
@@ -89,12 +110,16 @@ def normalize_event(
     received_at: datetime,
     origin: Origin,
     trace: tuple[tuple[str, bytes], ...] = (),
+    stamp: BirdTime | UnsetType | None = UNSET,
 ) -> Record:
     """Build the Kafka record (key = channel id, else workspace id) for one webhook, or for
     one channel state found by reconciliation (``origin``, the ``birdorigin`` extension).
-    ``trace`` holds the W3C Trace Context headers the record carries (``trace.py``)."""
+    ``trace`` holds the W3C Trace Context headers the record carries (``trace.py``);
+    ``stamp`` is ``bird_time`` of the payload when the caller has it already."""
     payload = body.get("payload")
     fields = payload if isinstance(payload, Mapping) else {}
+    if isinstance(stamp, UnsetType):
+        stamp = bird_time(fields)
     found: dict[str, Any] = {}
     for name, sources in _FIELDS:
         for source in sources:
@@ -110,11 +135,7 @@ def normalize_event(
     service = _text(body.get("service"))
     workspace_id = _text(found.get("workspace_id"))
     channel_id = _text(found.get("channel_id"))
-    time = (
-        event_time(found.get("updated_at"))
-        or event_time(found.get("created_at"))
-        or rfc3339(received_at)
-    )
+    time = stamp[0] if stamp is not None else rfc3339(received_at)
     event = ChannelEvent(
         specversion=SPEC_VERSION,
         id=event_id(request_id, raw_body),
@@ -128,11 +149,10 @@ def normalize_event(
         data=data,
     )
     try:
-        record = to_record(event, key=channel_id or workspace_id, correlation_id=request_id)
+        return to_record(
+            event, key=channel_id or workspace_id, correlation_id=request_id, trace=trace
+        )
     except (orjson.JSONEncodeError, RecursionError):
         # orjson reads 1024 levels of nesting but writes at most 254; msgspec.to_builtins
         # (events.encode) stops at Python's recursion limit first when it is deeper still.
         raise BadPayload("body nests too deeply to be published") from None
-    if trace:
-        record = Record(key=record.key, value=record.value, headers=record.headers + trace)
-    return record

@@ -202,3 +202,65 @@ def test_ready_gauge_names_the_roles_and_follows_readiness(roles: list[Role], la
     assert f"{line} 1.0" in bridge.metrics.render().decode()
     bridge.draining = True
     assert f"{line} 0.0" in bridge.metrics.render().decode()
+
+
+# --- the webhook path's histograms --------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels", [(), ("topic",)])
+def test_loop_histogram_exposes_what_prometheus_histogram_does(labels: tuple[str, ...]) -> None:
+    """Same observations, same text on /metrics (buckets on their bounds, +Inf, _count,
+    _sum, _created), whether the value lands on a bound, between bounds or past the last."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from bridge.metrics import LoopHistogram
+
+    texts = []
+    for kind in (Histogram, LoopHistogram):
+        registry = CollectorRegistry()
+        metric = kind("h", "doc", list(labels), buckets=(0.005, 0.1, 1, 10), registry=registry)
+        target = metric.labels("events") if labels else metric
+        for value in (0.0, 0.005, 0.0051, 0.1, 0.7, 10, 11.5, 1e9):
+            target.observe(value)
+        text = generate_latest(registry)
+        # The creation times differ by the moments the two were made.
+        texts.append(re.sub(rb"(h_created(\{[^}]*\})?) \S+", rb"\1 T", text))
+    assert b"h_created" in texts[0]
+    assert texts[0] == texts[1]
+    assert b'h_bucket{le="0.005"} 2.0' in texts[1].replace(b',topic="events"', b"")
+
+
+def test_loop_histogram_with_labels_is_observed_through_a_child() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from bridge.metrics import LoopHistogram
+
+    metric = LoopHistogram("h", "doc", ["topic"], registry=CollectorRegistry())
+    with pytest.raises(ValueError, match="missing label values"):
+        metric.observe(1.0)
+
+
+@pytest.mark.parametrize("labels", [(), ("outcome",)])
+def test_loop_counter_exposes_what_prometheus_counter_does(labels: tuple[str, ...]) -> None:
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from bridge.metrics import LoopCounter
+
+    texts = []
+    for kind in (Counter, LoopCounter):
+        registry = CollectorRegistry()
+        metric = kind("c", "doc", list(labels), registry=registry)
+        target = metric.labels("published") if labels else metric
+        target.inc()
+        target.inc(2.5)
+        with pytest.raises(ValueError, match="non-negative"):
+            target.inc(-1)
+        text = generate_latest(registry)
+        texts.append(re.sub(rb"(c_created(\{[^}]*\})?) \S+", rb"\1 T", text))
+    assert b"c_created" in texts[0]
+    assert texts[0] == texts[1]
+    assert b"c_total" in texts[1]
+    assert b" 3.5\n" in texts[1]
+    if labels:
+        with pytest.raises(ValueError, match="missing label values"):
+            LoopCounter("c", "doc", ["outcome"], registry=CollectorRegistry()).inc()

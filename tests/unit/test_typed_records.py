@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from bridge.commands.results import error_body, result_value
 from bridge.errors import BadPayload
 from bridge.events import rfc3339
-from bridge.ingest.normalize import event_id, event_source, event_time, normalize_event
+from bridge.ingest.normalize import (
+    bird_time,
+    event_id,
+    event_source,
+    event_time,
+    normalize_event,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 FIELDS = (
@@ -268,3 +274,42 @@ def test_a_result_field_the_struct_does_not_know_is_refused_not_dropped() -> Non
         result_value(
             command_id="c", action="delete", status="succeeded", now=NOW, extra={"notAField": 1}
         )
+
+
+@pytest.mark.parametrize(
+    ("updated", "created", "expected"),
+    [
+        ("2025-07-05T19:09:12.400Z", "2025-07-05T19:08:00Z", "2025-07-05T19:09:12.400Z"),
+        ("2025-13-05T19:09:00Z", "2025-07-05T19:08:00Z", "2025-07-05T19:08:00Z"),
+        ("2025-07-05T19:09:00", None, None),
+        (None, "2025-07-05T24:08:00Z", None),
+        (7, None, None),
+    ],
+)
+def test_bird_time_is_parsed_once_for_the_event_time_and_its_age(
+    updated: object, created: object, expected: str | None
+) -> None:
+    """``bird_time`` is the same choice of field as before (``event_time`` of updatedAt, else
+    createdAt), with the moment parsed; a record built with it passed in is the record built
+    without, byte for byte (the handler passes it, reconciliation does not)."""
+    payload = {"id": "ch-1", "updatedAt": updated, "createdAt": created}
+    stamp = bird_time(payload)
+    assert (stamp[0] if stamp else None) == expected
+    assert (stamp[0] if stamp else None) == (event_time(updated) or event_time(created))
+    if stamp is not None:
+        assert stamp[1] == datetime.fromisoformat(expected or "")
+    trace = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),)
+    kwargs: dict[str, Any] = {
+        "raw_body": b"{}",
+        "request_id": "r-1",
+        "default_workspace_id": None,
+        "received_at": NOW,
+        "origin": "webhook",
+        "trace": trace,
+    }
+    body = {"event": "channel.updated", "payload": payload}
+    given_stamp = normalize_event(body, stamp=stamp, **kwargs)
+    assert given_stamp == normalize_event(body, **kwargs)
+    assert given_stamp.headers[-1] == trace[0]
+    time = orjson.loads(given_stamp.value)["time"]
+    assert time == (expected or rfc3339(NOW))
