@@ -37,6 +37,7 @@ from bench.common import (
     KAFKA_BENCH_SETTINGS,
     Child,
     Message,
+    add_bridge_env_option,
     banner,
     bridge_argv,
     bridge_env,
@@ -755,13 +756,9 @@ def parse_args() -> argparse.Namespace:
         help="embedded: Tansu, as `bridge dev`; kafka: one Apache Kafka node "
         "(Java and Maven, fetched as for the tests)",
     )
-    parser.add_argument(
-        "--bridge-env",
-        metavar="NAME=VALUE",
-        type=lambda item: tuple(item.split("=", 1)),
-        action="append",
-        default=[],
-        help="extra setting for the bridge, over the benchmark's own, e.g. "
+    add_bridge_env_option(
+        parser,
+        "extra setting for the bridge, over the benchmark's own, e.g. "
         "BRIDGE_KAFKA_FETCH_MAX_WAIT_MS=500; repeatable",
     )
     parser.add_argument(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
@@ -321,3 +322,16 @@ def banner(title: str, module: str) -> str:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def add_bridge_env_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--bridge-env NAME=VALUE`` (repeatable): settings for the bridge over the
+    benchmark's own, as ``(name, value)`` pairs in ``args.bridge_env``."""
+    parser.add_argument(
+        "--bridge-env",
+        metavar="NAME=VALUE",
+        type=lambda item: tuple(item.split("=", 1)),
+        action="append",
+        default=[],
+        help=help_text,
+    )

@@ -61,6 +61,7 @@ from bench.common import (
     PUBLIC_URL,
     SIGNING_KEY,
     Child,
+    add_bridge_env_option,
     banner,
     bridge_argv,
     bridge_env,
@@ -762,13 +763,9 @@ def parse_args() -> argparse.Namespace:
         help="serve this many workspaces (BRIDGE_WORKSPACES_FILE) and post to the last "
         "one's path (default: one workspace, the single-workspace settings)",
     )
-    parser.add_argument(
-        "--bridge-env",
-        metavar="NAME=VALUE",
-        type=lambda item: tuple(item.split("=", 1)),
-        action="append",
-        default=[],
-        help="extra setting for the bridge, e.g. BRIDGE_KAFKA_LINGER_MS=0 (the naive "
+    add_bridge_env_option(
+        parser,
+        "extra setting for the bridge, e.g. BRIDGE_KAFKA_LINGER_MS=0 (the naive "
         "handler follows BRIDGE_KAFKA_LINGER_MS); repeatable",
     )
     parser.add_argument(
