@@ -111,7 +111,9 @@ def configure(
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-    factory = structlog.PrintLoggerFactory(stream or sys.stderr)
+    # One write() per line, newline included (print() writes the newline apart): processes
+    # that share the stream (BRIDGE_HTTP_WORKERS) can then never split each other's lines.
+    factory = structlog.WriteLoggerFactory(stream or sys.stderr)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -230,7 +230,10 @@ async def test_bird_down_shorter_and_longer_than_the_deadline(
                 error = data["error"]
                 assert error["code"] == "bird_unavailable", error
                 assert error["retryable"] is True
-                assert error["httpStatus"] == (503 if outage == "every-request-503" else None)
+                # 503 when a call was answered before the deadline; on a busy machine the
+                # short deadline can pass before the first call, and no status is known.
+                expected = {503, None} if outage == "every-request-503" else {None}
+                assert error["httpStatus"] in expected, error
             # The failed create is final: the same commandId is answered again, unchanged.
             await hasty.send(hasty_commands[0])
             first = hasty.results.raw[hasty_ids[0]][0]

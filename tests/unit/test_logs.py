@@ -101,3 +101,29 @@ def test_many_secrets_are_found_by_prefix_with_the_same_results() -> None:
     assert redactor.scrub(text) == expected
     assert redactor.scrub_value({"k": [keys[42]]}) == {"k": [REDACTED]}
     assert redactor.scrub("short") == "short"
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write() call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_each_line_is_one_write_with_its_newline() -> None:
+    """Several processes share the stream (BRIDGE_HTTP_WORKERS): a line written in two
+    calls can be split by another process's line between them."""
+    stream = _Writes()
+    logs.configure(stream=stream)
+    structlog.get_logger("bridge.test").info("webhook", status=204)
+    logging.getLogger("aiokafka").warning("from the standard library")
+    assert len(stream.calls) == 2, stream.calls
+    for call in stream.calls:
+        assert call.endswith("\n"), call
+        assert call.count("\n") == 1, call
+        orjson.loads(call)
