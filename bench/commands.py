@@ -33,12 +33,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.common import (
-    EMBEDDED_BENCH_SETTINGS,
-    KAFKA_BENCH_SETTINGS,
     Child,
     Message,
     add_bridge_env_option,
     banner,
+    bench_broker,
     bridge_argv,
     bridge_env,
     percentile,
@@ -55,8 +54,8 @@ from birdsim.settings import (
     SimulatorSettings,
 )
 from bridge import logs
-from bridge.kafka.embedded import EmbeddedBroker, free_port
-from tests.kafka_cluster import KAFKA_VERSION, KafkaCluster
+from bridge.kafka.embedded import free_port
+from tests.kafka_cluster import KAFKA_VERSION
 
 BROKERS = {
     "embedded": "the embedded broker (Tansu, memory only)",
@@ -642,13 +641,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     overhead: tuple[Overhead, Sustained] | None = None
     steps: list[dict[str, float]] = []
-    broker: EmbeddedBroker | KafkaCluster
-    if args.broker == "kafka":
-        broker = KafkaCluster(work / "kafka", 1)
-        broker_settings = KAFKA_BENCH_SETTINGS
-    else:
-        broker = EmbeddedBroker(log_path=work / "broker.log")
-        broker_settings = EMBEDDED_BENCH_SETTINGS
+    broker, broker_settings = bench_broker(args.broker, work)
     target = Target(broker.bootstrap, broker_settings, dict(args.bridge_env))
     sink = OtlpSink(keep_spans=True) if args.steps else None
     broker.start()

@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from bridge.kafka import clients
-from bridge.kafka.embedded import EMBEDDED_SETTINGS
+from bridge.kafka.embedded import EMBEDDED_SETTINGS, EmbeddedBroker
+from tests.kafka_cluster import KafkaCluster
 
 SIGNING_KEY = "bench-signing-key"
 PUBLIC_URL = "https://bridge.example.org/webhooks/bird"
@@ -335,3 +336,11 @@ def add_bridge_env_option(parser: argparse.ArgumentParser, help_text: str) -> No
         default=[],
         help=help_text,
     )
+
+
+def bench_broker(kind: str, work: Path) -> tuple[EmbeddedBroker | KafkaCluster, dict[str, str]]:
+    """The broker ``--broker`` names (``kafka``: one Apache Kafka node; else the embedded
+    one), not started yet, and the bridge settings that go with it."""
+    if kind == "kafka":
+        return KafkaCluster(work / "kafka", 1), KAFKA_BENCH_SETTINGS
+    return EmbeddedBroker(log_path=work / "broker.log"), EMBEDDED_BENCH_SETTINGS

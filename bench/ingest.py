@@ -55,14 +55,13 @@ import aiohttp
 import orjson
 
 from bench.common import (
-    EMBEDDED_BENCH_SETTINGS,
     HOST,
-    KAFKA_BENCH_SETTINGS,
     PUBLIC_URL,
     SIGNING_KEY,
     Child,
     add_bridge_env_option,
     banner,
+    bench_broker,
     bridge_argv,
     bridge_env,
     read_event_ids,
@@ -385,13 +384,7 @@ async def main(args: argparse.Namespace) -> int:
             ((BEFORE_ENV, str(args.before.resolve())),),
         )
         targets.insert(1, before)
-    broker: EmbeddedBroker | KafkaCluster
-    if args.broker == "kafka":
-        broker = KafkaCluster(work / "kafka", 1)
-        settings = KAFKA_BENCH_SETTINGS
-    else:
-        broker = EmbeddedBroker(log_path=work / "broker.log")
-        settings = EMBEDDED_BENCH_SETTINGS
+    broker, settings = bench_broker(args.broker, work)
     broker.start()
     if args.tracing:
         try:

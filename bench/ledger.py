@@ -41,6 +41,7 @@ from bench.common import (
     Child,
     Message,
     banner,
+    bench_broker,
     bridge_argv,
     bridge_env,
     rss_mb,
@@ -363,11 +364,7 @@ def report(runs: list[Run]) -> tuple[str, bool]:
 async def main(args: argparse.Namespace) -> int:
     logs.configure(fmt="console", level="warning")
     work = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
-    broker: EmbeddedBroker | KafkaCluster
-    if args.broker == "kafka":
-        broker = KafkaCluster(work / "kafka", 1)
-    else:
-        broker = EmbeddedBroker(log_path=work / "broker.log")
+    broker, _ = bench_broker(args.broker, work)
     broker.start()
     runs: list[Run] = []
     try:
