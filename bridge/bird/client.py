@@ -39,6 +39,11 @@ log = structlog.get_logger("bridge.bird")
 
 JSON = dict[str, Any]
 
+# A retry is not started with less time than this left before the deadline: an attempt cut
+# short by the deadline turns Bird's last answer (a 429, a 503) into "did not answer in
+# time", and a create into an unknown outcome that has to be looked up.
+MIN_RETRY_BUDGET_S = 0.25
+
 
 def _error_from_response(status: int, body: bytes, operation: str) -> BirdError:
     """Bird's error body ``{code, message, details}`` (bird-api.md 1), tolerating anything."""
@@ -217,7 +222,8 @@ class BirdClient:
             if not error.retryable or not safe:
                 raise error
             delay = retry.next_delay(retry_after)
-            if time.monotonic() + delay >= deadline:
+            budget = min(MIN_RETRY_BUDGET_S, self.config.request_timeout_s)
+            if time.monotonic() + delay + budget >= deadline:
                 raise error
             last = error
             self.metrics.bird_retries.labels(operation, status_class(answered)).inc()

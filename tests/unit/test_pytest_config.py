@@ -15,8 +15,13 @@ import pytest
 ROOT = Path(__file__).parents[2]
 
 
-def run_pytest(tmp_path: Path, test_source: str, *, extra_ini: str = "") -> tuple[int, str]:
+def run_pytest(
+    tmp_path: Path, test_source: str, *, extra_ini: str = "", replace: dict[str, str] | None = None
+) -> tuple[int, str]:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for old, new in (replace or {}).items():
+        assert old in pyproject, old
+        pyproject = pyproject.replace(old, new)
     if extra_ini:
         marker = "[tool.pytest.ini_options]\n"
         pyproject = pyproject.replace(marker, marker + extra_ini + "\n")
@@ -59,6 +64,28 @@ def test_a_hung_test_fails_at_its_timeout(tmp_path: Path) -> None:
     assert code == 1, output
     assert "1 failed, 1 passed" in output
     assert "Timeout" in output
+
+
+def test_a_hang_that_swallows_the_timeout_ends_the_run_with_every_stack(tmp_path: Path) -> None:
+    """pytest-timeout's SIGALRM lands in a busy background task, which keeps the exception:
+    the test would hang for ever. faulthandler's deadline prints the stacks and exits."""
+    code, output = run_pytest(
+        tmp_path,
+        "import asyncio\n\nimport pytest\n\n"
+        "@pytest.mark.timeout(1)\n"
+        "async def test_hangs() -> None:\n"
+        "    async def spin() -> None:\n"
+        "        while True:\n"
+        "            sum(range(20000))\n"
+        "            await asyncio.sleep(0)\n"
+        "    task = asyncio.create_task(spin())\n"
+        "    await asyncio.Event().wait()\n"
+        "    task.cancel()\n",
+        replace={"faulthandler_timeout = 420": "faulthandler_timeout = 4"},
+    )
+    assert code != 0, output
+    assert "Timeout (0:00:04)!" in output
+    assert "in run_until_complete" in output  # where the loop sat, waiting on the test
 
 
 def test_an_unknown_setting_is_a_usage_error(tmp_path: Path) -> None:
