@@ -6,12 +6,15 @@ bridge (its own event loop, producer, dedupe window and metrics) and listens wit
 supervises: SIGTERM or SIGINT is passed to every worker, which drains as one process
 does (readiness off, in-flight requests answered, producer flushed); the parent exits 0
 once all of them exited 0. A worker that exits on its own stops the others and the
-parent exits 1, so the orchestrator restarts the whole pod.
+parent exits 1, so the orchestrator restarts the whole pod. A parent that dies without
+passing anything on (SIGKILL, the OOM killer) takes the workers with it: each gets SIGTERM
+from the kernel (Linux's parent-death signal) and drains, rather than holding the port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import time
@@ -30,11 +33,13 @@ def run_workers(count: int, serve_one: Callable[[int], int], *, shutdown_timeout
     """Fork ``count`` workers, each calling ``serve_one(index)`` (its exit code), and wait
     for all of them; the exit code is 0 only if every worker stopped on request with 0."""
     pids: dict[int, int] = {}  # pid -> worker index
+    parent = os.getpid()
     for index in range(count):
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                _stop_with(parent)
                 structlog.contextvars.bind_contextvars(worker=index)
                 code = serve_one(index)
             except BaseException:
@@ -44,6 +49,19 @@ def run_workers(count: int, serve_one: Callable[[int], int], *, shutdown_timeout
         pids[pid] = index
     log.info("workers started", workers=count, pids=sorted(pids))
     return _supervise(pids, shutdown_timeout_s)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _stop_with(parent: int) -> None:
+    """SIGTERM this process when ``parent`` dies (Linux; elsewhere the worker outlives a
+    killed parent). Exits at once if the parent is already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # died between the fork and the prctl
+        os._exit(1)
 
 
 def _supervise(pids: dict[int, int], shutdown_timeout_s: float) -> int:

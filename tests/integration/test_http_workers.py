@@ -4,6 +4,7 @@ publishes with its own producer, and SIGTERM drains both (the parent exits 0).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -126,6 +127,60 @@ async def test_two_workers_share_the_port_and_drain_together_on_sigterm(
     correlation = {dict(r.headers)["correlation-id"].decode() for r in records}
     assert len(records) == expected
     assert correlation <= set(ids)
+
+
+async def test_workers_stop_when_the_parent_is_killed(broker: Broker, tmp_path: Path) -> None:
+    """SIGKILL to the parent (the OOM killer, say): the workers get SIGTERM from the
+    kernel, drain and exit, and the port is free again."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
+        **broker_env(
+            broker.bootstrap,
+            BRIDGE_HTTP_HOST="127.0.0.1",
+            BRIDGE_HTTP_PORT=str(port),
+            BRIDGE_HTTP_WORKERS="2",
+            BRIDGE_LOG_FORMAT="json",
+        ),
+    }
+    await ensure_topics(bridge_config(broker.bootstrap).kafka, [env["BRIDGE_TOPIC_EVENTS"]])
+    log_path = tmp_path / "bridge.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "--role", "ingest"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    workers: list[int] = []
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}", process)
+        started = [line for line in log_lines(log_path) if line.get("event") == "workers started"]
+        workers = [int(pid) for pid in started[0]["pids"]] if started else []  # type: ignore[attr-defined]
+        assert len(workers) == 2, log_path.read_text()[-2000:]
+        process.kill()
+        process.wait()
+        async with asyncio.timeout(30):
+            while any(alive(pid) for pid in workers):
+                await asyncio.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    stopped = {line.get("worker") for line in log_lines(log_path) if line.get("event") == "stopped"}
+    assert stopped == {0, 1}, log_path.read_text()[-2000:]
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (an orphan's zombie is reaped by init, not by us)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_more_than_one_worker_is_refused_beside_the_commands_role() -> None:
