@@ -40,4 +40,11 @@ async def running_bridge(
                     await asyncio.sleep(0.05)
         yield RunningBridge(bridge, f"http://127.0.0.1:{bound_port(runner)}")
     finally:
-        await runner.cleanup()
+        # The bridge's own shutdown is bounded (BRIDGE_SHUTDOWN_TIMEOUT_S); a stop that
+        # hangs past that fails the test here, naming itself, rather than the whole run.
+        limit = config.shutdown_timeout_s + 20
+        try:
+            async with asyncio.timeout(limit):
+                await runner.cleanup()
+        except TimeoutError:
+            raise AssertionError(f"the bridge did not stop within {limit:.0f} s") from None
