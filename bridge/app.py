@@ -30,6 +30,7 @@ from bridge.metrics import CONTENT_TYPE_LATEST, Counter, Metrics
 from bridge.ports import port_problem
 from bridge.recovery_runtime import Recovery
 from bridge.retry import SUBSCRIPTIONS_BACKOFF, Retry
+from bridge.tasks import stop_task
 from bridge.tracing import Tracing
 
 log = structlog.get_logger("bridge")
@@ -242,9 +243,7 @@ async def _subscriptions_ctx(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(ensure())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)
 
 
 async def serve(

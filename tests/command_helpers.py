@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from birdsim.server import SimulatorServer
 from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY, SimulatorSettings
 from bridge.config import Config
+from bridge.kafka.clients import stop_client
+from bridge.tasks import stop_task
 
 FINAL = ("succeeded", "failed")
 
@@ -110,11 +112,9 @@ class CommandClient:
         self._task = asyncio.create_task(self._read())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-        await self.producer.stop()
+        await stop_task(self._task)
+        await stop_client(self.consumer)
+        await stop_client(self.producer)
 
     async def _read(self) -> None:
         while True:
@@ -161,7 +161,7 @@ async def command_client(config: Config) -> AsyncIterator[CommandClient]:
     try:
         yield client
     finally:
-        await client.stop()
+        await stop_client(client)
 
 
 async def simulator_json(url: str, method: str, path: str, body: Any = None) -> Any:

@@ -12,7 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bridge import config as config_module
 from bridge.config import Config
-from bridge.kafka.clients import topic_partitions
+from bridge.kafka.clients import stop_client, topic_partitions
 from bridge.kafka.embedded import EMBEDDED_SETTINGS
 from tests.kafka_cluster import KafkaCluster
 
@@ -97,7 +97,7 @@ async def read_topic(
     except TimeoutError:
         pass
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
     return records
 
 

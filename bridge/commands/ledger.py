@@ -42,8 +42,9 @@ from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
 from bridge.errors import LedgerRecordMissing
 from bridge.events import Record
-from bridge.kafka.clients import consumer_settings, start_client, topic_partitions
+from bridge.kafka.clients import consumer_settings, start_client, stop_client, topic_partitions
 from bridge.retry import KAFKA_BACKOFF, Retry
+from bridge.tasks import stop_task
 
 log = structlog.get_logger("bridge.ledger")
 
@@ -212,14 +213,12 @@ class Ledger:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        await stop_task(task)
         for consumer in (self._consumer, self._reader):
             if consumer is not None:
                 with contextlib.suppress(Exception):
-                    await consumer.stop()
+                    await stop_client(consumer)
 
 
 async def _records_in(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int:

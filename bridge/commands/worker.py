@@ -34,10 +34,11 @@ from bridge.commands.parse import parse_command
 from bridge.commands.results import dead_letter_record
 from bridge.config import Config
 from bridge.errors import InvalidCommand, LedgerRecordMissing, RecordTooLarge
-from bridge.kafka.clients import consumer_settings, start_client
+from bridge.kafka.clients import consumer_settings, start_client, stop_client
 from bridge.kafka.publisher import Publisher
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
+from bridge.tasks import stop_task
 from bridge.tracecontext import TraceContext, from_kafka_headers
 from bridge.tracing import SpanScope, Tracing
 
@@ -139,12 +140,8 @@ class CommandWorker:
         """Stop fetching, let in-flight commands finish within ``drain_s``, commit, leave."""
         self._stopping.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([self._task], timeout=2)
-            if not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await asyncio.wait([self._task], timeout=2)
+            await stop_task(self._task)
         tasks = [task for _, task in self.lanes.values()]
         if tasks:
             log.info("draining in-flight commands", lanes=len(tasks), deadline_s=drain_s)
@@ -159,7 +156,7 @@ class CommandWorker:
         if self.consumer is not None:
             await self._commit(force=True)
             with contextlib.suppress(Exception):
-                await self.consumer.stop()
+                await stop_client(self.consumer)
         await self.ledger.stop()
         self.started = False
 

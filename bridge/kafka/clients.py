@@ -20,6 +20,7 @@ from bridge.config import KafkaConfig, TopicsConfig
 from bridge.errors import ConfigError
 from bridge.kafka.auth import token_provider
 from bridge.kafka.size import MAX_RECORD_SIZE
+from bridge.tasks import raise_if_cancelling
 
 log = structlog.get_logger("bridge.kafka")
 
@@ -317,6 +318,14 @@ def all_topics(topics: TopicsConfig) -> list[str]:
 
 # How long a stop waits for a client's start in progress to settle before cancelling it.
 START_SETTLE_S = 2.0
+
+
+async def stop_client(client: Any) -> None:
+    """``await client.stop()`` (``close()`` for an admin or bare client), then raise the
+    cancellation of the current task that aiokafka may have swallowed (``bridge.tasks``)."""
+    stop = getattr(client, "stop", None) or client.close
+    await stop()
+    raise_if_cancelling()
 
 
 async def start_client(client: Any) -> None:

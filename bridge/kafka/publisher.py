@@ -22,10 +22,11 @@ from bridge.config import KafkaConfig
 from bridge.deadlines import Deadlines
 from bridge.errors import PublishUnavailable, RecordTooLarge
 from bridge.events import Record
-from bridge.kafka.clients import explain, producer_settings
+from bridge.kafka.clients import explain, producer_settings, stop_client
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
+from bridge.tasks import stop_task
 
 log = structlog.get_logger("bridge.kafka")
 
@@ -194,11 +195,8 @@ class Publisher:
 
     async def stop(self, timeout: float) -> None:
         """Flush what is pending and close; give up after ``timeout`` (Kafka may be down)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         producer, self.producer = self.producer, None
         self.connected = False
         self.metrics.kafka_connected.labels("producer").set(0)
@@ -206,7 +204,7 @@ class Publisher:
             return
         try:
             async with asyncio.timeout(timeout):
-                await producer.stop()
+                await stop_client(producer)
         except TimeoutError:
             log.warning(
                 "kafka producer did not flush in time; pending records dropped", timeout_s=timeout

@@ -22,6 +22,7 @@ from bridge.kafka.clients import (
     common_settings,
     consumer_settings,
     start_client,
+    stop_client,
     topic_partitions,
 )
 
@@ -80,7 +81,7 @@ async def probe(kafka: KafkaConfig) -> None:
         with quiet_logger("aiokafka"):
             await client.bootstrap()
     finally:
-        await client.close()
+        await stop_client(client)
 
 
 async def scan_topic(
@@ -94,4 +95,4 @@ async def scan_topic(
         async for records in scan_partitions(consumer, partitions, batch=batch):
             yield records
     finally:
-        await consumer.stop()
+        await stop_client(consumer)

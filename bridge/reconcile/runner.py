@@ -10,7 +10,6 @@ workspace whose listing fails publishes nothing: a partial list would look like 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from bridge.kafka.scan import scan_topic
 from bridge.metrics import Metrics
 from bridge.reconcile.plan import Plan, plan
 from bridge.state.fold import Known, read_state
+from bridge.tasks import stop_task
 
 log = structlog.get_logger("bridge.reconcile")
 
@@ -168,10 +168,7 @@ class ReconcileLoop:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _loop(self) -> None:
         while True:

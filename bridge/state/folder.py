@@ -23,12 +23,13 @@ from aiokafka.structs import OffsetAndMetadata
 
 from bridge.config import Config
 from bridge.events import Record
-from bridge.kafka.clients import consumer_settings, start_client, topic_partitions
+from bridge.kafka.clients import consumer_settings, start_client, stop_client, topic_partitions
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.scan import Message, scan_partitions
 from bridge.metrics import Metrics
 from bridge.retry import KAFKA_BACKOFF, Retry
 from bridge.state.fold import Known, channel_event, decide, known_of, read_state, state_record
+from bridge.tasks import stop_task
 
 log = structlog.get_logger("bridge.state")
 
@@ -78,15 +79,12 @@ class StateFolder:
         self._task = asyncio.create_task(self._main(), name="channel-state-fold")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
-                await consumer.stop()  # revokes (commits) and leaves the group
+                await stop_client(consumer)  # revokes (commits) and leaves the group
         if self.leader and self.on_leader is not None:
             self.leader = False
             await self.on_leader(False)
@@ -217,4 +215,4 @@ class StateFolder:
             self.known.update(loaded)
             log.info("channel state loaded", records=count, partitions=sorted(loaded))
         finally:
-            await reader.stop()
+            await stop_client(reader)
