@@ -8,8 +8,9 @@ Kafka nodes, started only by the tests that ask for it; ``embedded_broker`` is T
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,30 @@ from tests.kafka_helpers import register_broker
 # Set by .ci/run: a missing Java or a failed fetch fails the suite instead of falling back.
 REQUIRE_KAFKA = os.environ.get("BRIDGE_TESTS_REQUIRE_KAFKA") == "1"
 
+# BRIDGE_EVENT_LOOP=uvloop runs the in-process tests on uvloop too (the processes the tests
+# start read it themselves): the whole suite on the loop, before it could be the default.
+EVENT_LOOP = os.environ.get("BRIDGE_EVENT_LOOP", "asyncio")
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """One line: which broker the suite runs on, and why when it is not Apache Kafka."""
+
+if EVENT_LOOP == "uvloop":
+    import uvloop
+
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+        return {"uvloop": uvloop.new_event_loop}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which broker the suite runs on (and why when it is not Apache Kafka), and when it is
+    not asyncio's, the event loop."""
+    lines = [_broker_header()]
+    if EVENT_LOOP != "asyncio":
+        lines.append(f"event loop: {EVENT_LOOP} (BRIDGE_EVENT_LOOP)")
+    return lines
+
+
+def _broker_header() -> str:
     try:
         kafka_classpath()
     except KafkaUnavailable as exc:
