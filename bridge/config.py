@@ -390,7 +390,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_HTTP_HEADER_TIMEOUT_S": "10",
     "BRIDGE_HTTP_KEEPALIVE_TIMEOUT_S": "75",
     "BRIDGE_HTTP_WORKERS": "1",
-    "BRIDGE_EVENT_LOOP": "asyncio",
+    "BRIDGE_EVENT_LOOP": "uvloop",
     "BRIDGE_LOG_FORMAT": "json",
     "BRIDGE_LOG_LEVEL": "info",
     "BRIDGE_SHUTDOWN_TIMEOUT_S": "20",

@@ -1,4 +1,4 @@
-"""``BRIDGE_EVENT_LOOP``: the event loop ``bridge run`` runs on (asyncio's, or uvloop's)."""
+"""``BRIDGE_EVENT_LOOP``: the loop ``bridge run`` runs on (uvloop by default, or asyncio's)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         raise StartupError(
-            "BRIDGE_EVENT_LOOP=uvloop: uvloop is not installed "
-            "(pip install 'channel-bridge[uvloop]')"
+            "BRIDGE_EVENT_LOOP=uvloop (the default): uvloop is not installed; "
+            "pip install uvloop, or set BRIDGE_EVENT_LOOP=asyncio"
         ) from None
     return uvloop.new_event_loop
 
