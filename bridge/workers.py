@@ -14,7 +14,6 @@ from the kernel (Linux's parent-death signal) and drains, rather than holding th
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import time
@@ -22,6 +21,8 @@ from collections.abc import Callable
 from types import FrameType
 
 import structlog
+
+from bridge.processes import die_with_parent
 
 log = structlog.get_logger("bridge.workers")
 
@@ -39,7 +40,7 @@ def run_workers(count: int, serve_one: Callable[[int], int], *, shutdown_timeout
         if pid == 0:  # the worker
             code = 1
             try:
-                _stop_with(parent)
+                die_with_parent(parent)
                 structlog.contextvars.bind_contextvars(worker=index)
                 code = serve_one(index)
             except BaseException:
@@ -49,19 +50,6 @@ def run_workers(count: int, serve_one: Callable[[int], int], *, shutdown_timeout
         pids[pid] = index
     log.info("workers started", workers=count, pids=sorted(pids))
     return _supervise(pids, shutdown_timeout_s)
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _stop_with(parent: int) -> None:
-    """SIGTERM this process when ``parent`` dies (Linux; elsewhere the worker outlives a
-    killed parent). Exits at once if the parent is already gone."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # died between the fork and the prctl
-        os._exit(1)
 
 
 def _supervise(pids: dict[int, int], shutdown_timeout_s: float) -> int:

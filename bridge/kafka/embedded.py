@@ -7,7 +7,6 @@ Memory-only unless a ``storage`` URL (for example ``s3://tansu/``) is given. Use
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import importlib.resources
 import os
@@ -19,6 +18,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from bridge.processes import die_with_parent
 
 # What a bridge needs to run on this broker (docs/development.md): it has no idempotent
 # producer and one node; topics get a small partition count.
@@ -67,15 +68,6 @@ def answers_api_versions(host: str, port: int) -> bool:
     except OSError:
         return False
     return len(header) == 8 and int.from_bytes(header[4:8], "big") == 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the child, before exec: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class EmbeddedBroker:
@@ -132,7 +124,7 @@ class EmbeddedBroker:
         env = {**os.environ, **self.env}
         preexec = None
         if self.die_with_parent and sys.platform == "linux":
-            preexec = functools.partial(_die_with_parent, os.getpid())
+            preexec = functools.partial(die_with_parent, os.getpid())
         options: dict[str, Any] = {
             "env": env,
             "start_new_session": self.own_session,

@@ -45,9 +45,11 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
             await asyncio.sleep(0.2)
 
 
-async def test_two_workers_share_the_port_and_drain_together_on_sigterm(
+async def start_two_workers(
     broker: Broker, tmp_path: Path
-) -> None:
+) -> tuple[subprocess.Popen[bytes], str, Path, str]:
+    """``bridge run --role ingest`` with ``BRIDGE_HTTP_WORKERS=2`` on a free port, logging
+    JSON to a file: the process, its URL, the log file and the events topic."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
@@ -60,11 +62,9 @@ async def test_two_workers_share_the_port_and_drain_together_on_sigterm(
             BRIDGE_LOG_FORMAT="json",
         ),
     }
-    config = bridge_config(broker.bootstrap)
     topic = env["BRIDGE_TOPIC_EVENTS"]
-    await ensure_topics(config.kafka, [topic])
+    await ensure_topics(bridge_config(broker.bootstrap).kafka, [topic])
     log_path = tmp_path / "bridge.log"
-    url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "--role", "ingest"],
@@ -72,6 +72,13 @@ async def test_two_workers_share_the_port_and_drain_together_on_sigterm(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    return process, f"http://127.0.0.1:{port}", log_path, topic
+
+
+async def test_two_workers_share_the_port_and_drain_together_on_sigterm(
+    broker: Broker, tmp_path: Path
+) -> None:
+    process, url, log_path, topic = await start_two_workers(broker, tmp_path)
     try:
         await wait_ready(url, process)
         # Each worker becomes ready on its own: wait until both answered /readyz.
@@ -132,29 +139,10 @@ async def test_two_workers_share_the_port_and_drain_together_on_sigterm(
 async def test_workers_stop_when_the_parent_is_killed(broker: Broker, tmp_path: Path) -> None:
     """SIGKILL to the parent (the OOM killer, say): the workers get SIGTERM from the
     kernel, drain and exit, and the port is free again."""
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")},
-        **broker_env(
-            broker.bootstrap,
-            BRIDGE_HTTP_HOST="127.0.0.1",
-            BRIDGE_HTTP_PORT=str(port),
-            BRIDGE_HTTP_WORKERS="2",
-            BRIDGE_LOG_FORMAT="json",
-        ),
-    }
-    await ensure_topics(bridge_config(broker.bootstrap).kafka, [env["BRIDGE_TOPIC_EVENTS"]])
-    log_path = tmp_path / "bridge.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--role", "ingest"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process, url, log_path, _ = await start_two_workers(broker, tmp_path)
     workers: list[int] = []
     try:
-        await wait_ready(f"http://127.0.0.1:{port}", process)
+        await wait_ready(url, process)
         started = [line for line in log_lines(log_path) if line.get("event") == "workers started"]
         workers = [int(pid) for pid in started[0]["pids"]] if started else []  # type: ignore[attr-defined]
         assert len(workers) == 2, log_path.read_text()[-2000:]
