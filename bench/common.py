@@ -68,6 +68,7 @@ def bridge_env(
             "BRIDGE_TOPIC_DEAD_LETTER": f"dlq-{suffix}",
             "BRIDGE_TOPIC_LEDGER": f"ledger-{suffix}",
             "BRIDGE_TOPIC_CHANNEL_STATE": f"state-{suffix}",
+            "BRIDGE_TOPIC_LEDGER_SNAPSHOTS": f"snapshots-{suffix}",
             "BRIDGE_WEBHOOK_SIGNING_KEY": SIGNING_KEY,
             "BRIDGE_WEBHOOK_PUBLIC_URL": PUBLIC_URL,
             "BRIDGE_HTTP_HOST": HOST,

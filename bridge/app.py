@@ -19,6 +19,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from bridge.commands.ledger_snapshots import PARTITIONS as SNAPSHOTS_PARTITIONS
+from bridge.commands.ledger_snapshots import SNAPSHOTS_TOPIC_CONFIG
 from bridge.commands.runtime import commands_context
 from bridge.config import ROLES, Config, Role
 from bridge.errors import BridgeError, PublishUnavailable, StartupError
@@ -66,7 +68,11 @@ class Bridge:
                 self.config.kafka,
                 all_topics(self.config.topics),
                 compacted=[self.config.topics.ledger],
-                configs={self.config.topics.channel_state: CHANNEL_STATE_TOPIC_CONFIG},
+                configs={
+                    self.config.topics.channel_state: CHANNEL_STATE_TOPIC_CONFIG,
+                    self.config.topics.ledger_snapshots: SNAPSHOTS_TOPIC_CONFIG,
+                },
+                partitions={self.config.topics.ledger_snapshots: SNAPSHOTS_PARTITIONS},
             )
 
     def count_webhook(self, outcome: str) -> None:

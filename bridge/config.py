@@ -192,6 +192,7 @@ class TopicsConfig:
     dead_letter: str = env("TOPIC_DEAD_LETTER")
     ledger: str = env("TOPIC_LEDGER")
     channel_state: str = env("TOPIC_CHANNEL_STATE")
+    ledger_snapshots: str = env("TOPIC_LEDGER_SNAPSHOTS")
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,9 @@ class CommandsConfig:
     follow_interval_s: float = env("COMMANDS_FOLLOW_INTERVAL_S", minimum=0.01)
     commit_interval_s: float = env("COMMANDS_COMMIT_INTERVAL_S", minimum=0.01)
     idempotency_window_s: float = env("COMMANDS_IDEMPOTENCY_WINDOW_S", minimum=60)
+    # A replica writes a snapshot of the ledger's index once it has read this many ledger
+    # records since the latest snapshot; 0 = no snapshots (every start reads the ledger).
+    ledger_snapshot_records: int = env("LEDGER_SNAPSHOT_RECORDS", minimum=0)
     # 0 = off; otherwise one commands replica reconciles with Bird this often.
     reconcile_interval_s: float = env("RECONCILE_INTERVAL_S", minimum=0.0)
 
@@ -362,6 +366,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_TOPIC_DEAD_LETTER": "bird.dead-letter",
     "BRIDGE_TOPIC_LEDGER": "bird.connector-ledger",
     "BRIDGE_TOPIC_CHANNEL_STATE": "bird.channel-state",
+    "BRIDGE_TOPIC_LEDGER_SNAPSHOTS": "bird.connector-ledger-snapshots",
     "BRIDGE_BIRD_API_URL": "https://api.bird.com",
     "BRIDGE_BIRD_REQUEST_TIMEOUT_S": "10",
     "BRIDGE_BIRD_RATE_GET_PER_S": "50",
@@ -384,6 +389,7 @@ DEFAULTS: dict[str, str] = {
     "BRIDGE_COMMANDS_FOLLOW_INTERVAL_S": "1",
     "BRIDGE_COMMANDS_COMMIT_INTERVAL_S": "0.5",
     "BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S": str(7 * 24 * 3600),
+    "BRIDGE_LEDGER_SNAPSHOT_RECORDS": "100000",
     "BRIDGE_RECONCILE_INTERVAL_S": "0",
     "BRIDGE_HTTP_HOST": "0.0.0.0",
     "BRIDGE_HTTP_PORT": "8080",

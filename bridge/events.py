@@ -19,7 +19,7 @@ class Record:
     """One Kafka record the bridge writes: topic-independent, ready to send."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
     headers: tuple[tuple[str, bytes], ...] = field(default=())
 
     def header(self, name: str) -> bytes | None:

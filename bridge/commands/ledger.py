@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Container
 from dataclasses import dataclass, field, replace
@@ -30,8 +31,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from bridge.commands.ledger_image import Manifest, UnusableSnapshot
+from bridge.commands.ledger_snapshots import PARTITIONS as SNAPSHOT_PARTITIONS
+from bridge.commands.ledger_snapshots import LedgerSnapshots
 from bridge.commands.ledger_state import (
     BARRIER_KEY,
+    INTERNAL_PREFIX,
+    SNAPSHOT_MARKER_PREFIX,
     ClaimedConnectors,
     Entry,
     LedgerDecodeError,
@@ -48,6 +54,10 @@ from bridge.tasks import stop_task
 
 log = structlog.get_logger("bridge.ledger")
 
+SNAPSHOT_LOAD_TIMEOUT_S = 120.0  # then the whole ledger is read instead
+SNAPSHOT_CHECK_S = 10.0
+SNAPSHOT_RETRY_S = 60.0
+
 
 @dataclass
 class Ledger:
@@ -63,9 +73,15 @@ class Ledger:
     _task: asyncio.Task[None] | None = None
     _reader: AIOKafkaConsumer | None = None
     _reader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    snapshots: LedgerSnapshots = field(init=False)
+    _snapshot_task: asyncio.Task[None] | None = None
+    _covered: int = 0  # ledger records (offsets, summed) the latest known snapshot covers
+    _own_snapshot: Manifest | None = None  # the latest this replica wrote
+    loaded_snapshot: str | None = None  # the generation of the snapshot the start loaded
 
     def __post_init__(self) -> None:
         self.state = LedgerState(self.config.commands.idempotency_window_s)
+        self.snapshots = LedgerSnapshots(self.config, self.publisher)
 
     @property
     def topic(self) -> str:
@@ -119,11 +135,151 @@ class Ledger:
         self._consumer = consumer
         partitions = await self._partitions(consumer)
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        self.state.reserve(await _records_in(consumer, partitions))
+        manifest = await self._load_snapshot(partitions) if self._snapshots_on else None
+        if manifest is None:
+            await consumer.seek_to_beginning(*partitions)
+            self.state.reserve(await _records_in(consumer, partitions))
+        else:
+            for tp in partitions:
+                if tp.partition in manifest.positions:
+                    consumer.seek(tp, manifest.positions[tp.partition])
+                else:  # a partition added since the snapshot
+                    await consumer.seek_to_beginning(tp)
         self._task = asyncio.create_task(self._tail(consumer), name="ledger-tail")
         await self.sync()
-        log.info("ledger loaded", entries=len(self.state), partitions=len(partitions))
+        log.info(
+            "ledger loaded",
+            entries=len(self.state),
+            partitions=len(partitions),
+            snapshot=manifest.generation if manifest else None,
+        )
+        if self._snapshots_on:
+            self._snapshot_task = asyncio.create_task(
+                self._keep_snapshots(), name="ledger-snapshots"
+            )
+
+    @property
+    def _snapshots_on(self) -> bool:
+        return self.config.commands.ledger_snapshot_records > 0
+
+    async def _load_snapshot(self, partitions: list[TopicPartition]) -> Manifest | None:
+        """Load the latest usable snapshot into the index: its manifest, or None (the
+        whole ledger is read then). Whatever goes wrong is logged, never raised."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(SNAPSHOT_LOAD_TIMEOUT_S):
+                manifest = await self.snapshots.latest()
+                if manifest is None:
+                    log.info("no ledger snapshot: reading the whole ledger")
+                    return None
+                await self._check_markers(manifest, partitions)
+                image = await self.snapshots.read(manifest)
+                self.state.load(image)
+        except (UnusableSnapshot, ValueError, KafkaError, TimeoutError) as exc:
+            log.warning(
+                "ledger snapshot not used: reading the whole ledger", reason=str(exc) or repr(exc)
+            )
+            return None
+        self._positions = dict(manifest.positions)
+        self._covered = sum(manifest.positions.values())
+        self.loaded_snapshot = manifest.generation
+        log.info(
+            "ledger snapshot loaded",
+            generation=manifest.generation,
+            commands=manifest.commands,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return manifest
+
+    async def _check_markers(self, manifest: Manifest, partitions: list[TopicPartition]) -> None:
+        """That the ledger topic is the one the snapshot was taken of: each partition holds
+        the snapshot's marker at the offset the manifest names, and no fewer records than
+        the snapshot covers."""
+        current = {tp.partition for tp in partitions}
+        if not set(manifest.positions) <= current:
+            raise UnusableSnapshot("the ledger topic has fewer partitions than the snapshot's")
+        key = SNAPSHOT_MARKER_PREFIX + manifest.generation.encode()
+        for partition, offset in manifest.markers.items():
+            found = await self._record_at(partition, offset)
+            if found != key:
+                raise UnusableSnapshot(
+                    f"the ledger topic's partition {partition} does not hold the snapshot's "
+                    f"marker at offset {offset}"
+                )
+
+    async def _record_at(self, partition: int, offset: int) -> bytes | None:
+        """The key of the ledger record at ``offset`` in ``partition``; None if there is
+        none (removed, or the partition ends before)."""
+        tp = TopicPartition(self.topic, partition)
+        async with self._reader_lock:
+            reader = await self._started_reader()
+            reader.assign([tp])
+            reader.seek(tp, offset)
+            while True:
+                batches = await reader.getmany(tp, timeout_ms=500, max_records=1)
+                for record in batches.get(tp, []):
+                    return record.key if record.offset == offset else None
+                end = reader.highwater(tp)
+                if end is not None and await reader.position(tp) >= end:
+                    return None
+
+    async def _keep_snapshots(self) -> None:
+        """Write a snapshot once the ledger has grown by the configured number of records
+        since the latest one (this replica's or another's)."""
+        threshold = self.config.commands.ledger_snapshot_records
+        partitions = await self.snapshots.partitions()
+        if partitions < SNAPSHOT_PARTITIONS:
+            log.warning(
+                "no ledger snapshots written: the snapshots topic is missing or too small",
+                topic=self.snapshots.topic,
+                partitions=partitions,
+                needed=SNAPSHOT_PARTITIONS,
+            )
+            return
+        while True:
+            if sum(self._positions.values()) - self._covered >= threshold:
+                try:
+                    latest = await self.snapshots.latest()
+                    if latest is not None:
+                        self._covered = max(self._covered, sum(latest.positions.values()))
+                    if sum(self._positions.values()) - self._covered >= threshold:
+                        await self.write_snapshot()
+                except (UnusableSnapshot, KafkaError) as exc:
+                    log.warning("ledger snapshot not written", reason=str(exc) or repr(exc))
+                    await asyncio.sleep(SNAPSHOT_RETRY_S)
+            await asyncio.sleep(SNAPSHOT_CHECK_S)
+
+    async def write_snapshot(self) -> Manifest:
+        """Write a snapshot of the index: markers to every ledger partition first, read
+        back by the tail, then the index as it is once they are read (it holds every
+        record before them), then the manifest. The previous snapshot this replica wrote
+        is removed."""
+        generation = f"{int(time.time())}-{secrets.token_hex(6)}"
+        markers = await self._mark(SNAPSHOT_MARKER_PREFIX + generation.encode())
+        image = self.state.export()
+        positions = dict(self._positions)
+        commands = len(self.state)
+        manifest = await self.snapshots.write(
+            generation, image, positions=positions, markers=markers, commands=commands
+        )
+        del image
+        self._covered = max(self._covered, sum(positions.values()))
+        previous, self._own_snapshot = self._own_snapshot, manifest
+        if previous is not None:
+            await self.snapshots.forget(previous)
+            for partition in previous.markers:
+                await self.publisher.publish_durably(
+                    self.topic,
+                    Record(key=SNAPSHOT_MARKER_PREFIX + previous.generation.encode(), value=None),
+                    partition=partition,
+                )
+        log.info(
+            "ledger snapshot written",
+            generation=generation,
+            commands=commands,
+            chunks=len(manifest.chunks),
+        )
+        return manifest
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         found = await topic_partitions(consumer, self.topic, wait_s=10.0)
@@ -175,7 +331,9 @@ class Ledger:
                                 found = _entry(record.value)
                                 if found is not None:
                                     return replace(found, position=(partition, record.offset))
-                            elif record.offset == offset and record.key != BARRIER_KEY:
+                            elif record.offset == offset and not (record.key or b"").startswith(
+                                INTERNAL_PREFIX
+                            ):
                                 return None  # the index's hash of another commandId
                         end = reader.highwater(tp)
                         if not batches and end is not None and await reader.position(tp) >= end:
@@ -200,19 +358,27 @@ class Ledger:
 
     async def sync(self) -> None:
         """Return once every ledger record written before this call has been read."""
+        await self._mark(BARRIER_KEY)
+
+    async def _mark(self, key: bytes) -> dict[int, int]:
+        """Write a record keyed ``key`` to every ledger partition and wait until the tail
+        has read them: their offsets by partition."""
         assert self._consumer is not None
-        targets: dict[int, int] = {}
+        offsets: dict[int, int] = {}
         for tp in self._consumer.assignment():
             metadata = await self.publisher.publish_durably(
-                self.topic, Record(key=BARRIER_KEY, value=b""), partition=tp.partition
+                self.topic, Record(key=key, value=b""), partition=tp.partition
             )
-            targets[tp.partition] = metadata.offset + 1
+            offsets[tp.partition] = metadata.offset
         async with self._progress:
             await self._progress.wait_for(
-                lambda: all(self._positions.get(p, 0) >= t for p, t in targets.items())
+                lambda: all(self._positions.get(p, 0) > o for p, o in offsets.items())
             )
+        return offsets
 
     async def stop(self) -> None:
+        task, self._snapshot_task = self._snapshot_task, None
+        await stop_task(task)
         task, self._task = self._task, None
         await stop_task(task)
         for consumer in (self._consumer, self._reader):

@@ -6,8 +6,9 @@ linear probing, backward-shift deletion): 16 bytes a slot (8 for a set of keys),
 ``int``s. ``ExpiryQueue`` keeps rows of four 64-bit numbers in insertion order, 32 bytes a
 row, popped from the front.
 
-Keys are ``key_of(bytes)``: Python's ``hash`` of the bytes (SipHash, 64 bits, seeded per
-process; the tables live in one process and are never stored), never 0 (the empty slot).
+Keys are ``key_of(bytes)``: the first 64 bits of the bytes' BLAKE2b digest, never 0 (the
+empty slot). The same in every process, so a snapshot of the tables (``export`` /
+``restore``, ``ledger_image.py``) can be loaded by another replica.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Iterator
+from hashlib import blake2b
 
 _EMPTY = 0
 _MIN_CAPACITY = 1024
 _CHUNK = 65536
 
 
-def key_of(data: bytes) -> int:
-    """The 64-bit key of ``data``: never 0."""
-    return hash(data) or 1
+KEY_HASH = "blake2b-64"  # named in snapshots: a snapshot with other keys is not loaded
+
+
+def key_of(data: bytes, _blake2b: type[blake2b] = blake2b) -> int:
+    """The 64-bit key of ``data`` (signed, little-endian): never 0."""
+    return int.from_bytes(_blake2b(data, digest_size=8).digest(), "little", signed=True) or 1
 
 
 class HashIndex:
@@ -32,12 +37,33 @@ class HashIndex:
 
     __slots__ = ("_keys", "_keys_only", "_mask", "_size", "_values")
 
-    def __init__(self, capacity: int = _MIN_CAPACITY, *, keys_only: bool = False) -> None:
+    def __init__(
+        self,
+        capacity: int = _MIN_CAPACITY,
+        *,
+        keys_only: bool = False,
+        tables: tuple[array[int], array[int]] | None = None,
+    ) -> None:
+        """``tables``: the (keys, values) ``export`` returned, taken over (``restore``)."""
+        self._keys_only = keys_only
+        if tables is not None:
+            self._take(*tables)
+            return
         slots = _MIN_CAPACITY
         while slots * 3 < capacity * 4:
             slots *= 2
-        self._keys_only = keys_only
         self._allocate(slots)
+
+    def _take(self, keys: array[int], values: array[int]) -> None:
+        slots = len(keys)
+        if slots < _MIN_CAPACITY or slots & (slots - 1):
+            raise ValueError(f"an index table has {slots} slots, not a power of 2 >= 1024")
+        if len(values) != (1 if self._keys_only else slots):
+            raise ValueError("an index's values do not match its keys")
+        size = slots - keys.count(_EMPTY)
+        if size * 4 > slots * 3:
+            raise ValueError("an index table is fuller than 3/4")
+        self._keys, self._values, self._mask, self._size = keys, values, slots - 1, size
 
     def _allocate(self, slots: int) -> None:
         self._keys = array("q", bytes(8 * slots))
@@ -147,6 +173,16 @@ class HashIndex:
         self._size -= 1
         return True
 
+    def export(self) -> tuple[array[int], array[int]]:
+        """Copies of the tables (keys, values), for ``restore``: memory copies, no loop."""
+        return self._keys[:], self._values[:]
+
+    @classmethod
+    def restore(cls, keys: array[int], values: array[int], *, keys_only: bool = False) -> HashIndex:
+        """The index whose tables ``export`` returned (taken over, not copied). Raises
+        ``ValueError`` for tables that cannot be one."""
+        return cls(keys_only=keys_only, tables=(keys, values))
+
     def items(self) -> Iterator[tuple[int, int]]:
         for i, key in enumerate(self._keys):
             if key != _EMPTY:
@@ -166,10 +202,18 @@ class ExpiryQueue:
 
     __slots__ = ("_chunks", "_head", "_size")
 
-    def __init__(self) -> None:
+    def __init__(self, rows: array[int] | None = None) -> None:
+        """``rows``: what ``export`` returned (``restore``)."""
         self._chunks: deque[array[int]] = deque([array("q")])
         self._head = 0  # in the first chunk
         self._size = 0
+        if rows is not None:
+            if len(rows) % 4:
+                raise ValueError("expiry rows are four numbers each")
+            step = 4 * _CHUNK
+            self._chunks = deque(rows[i : i + step] for i in range(0, len(rows), step))
+            self._chunks = self._chunks or deque([array("q")])
+            self._size = len(rows) // 4
 
     def __len__(self) -> int:
         return self._size
@@ -195,6 +239,18 @@ class ExpiryQueue:
         self._chunks.popleft()
         self._head = 0
         return True
+
+    def export(self) -> array[int]:
+        """A copy of the rows, in order, flat (four numbers a row), for ``restore``."""
+        flat = self._chunks[0][self._head :]
+        for chunk in list(self._chunks)[1:]:
+            flat.extend(chunk)
+        return flat
+
+    @classmethod
+    def restore(cls, rows: array[int]) -> ExpiryQueue:
+        """The queue whose rows ``export`` returned."""
+        return cls(rows)
 
     def pop_expired(self, now: float) -> Iterator[tuple[int, int, int]]:
         """The rows at the front whose expiry is at or before ``now``, removed. Rows behind a

@@ -14,6 +14,7 @@ takes the time as an argument and does no I/O.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 import structlog
 
+from bridge.commands.ledger_image import LedgerImage
 from bridge.commands.ledger_index import ExpiryQueue, HashIndex, key_of
 from bridge.events import Record
 from bridge.messages import NULL, LedgerRecord, raw_or_none
@@ -31,7 +33,11 @@ log = structlog.get_logger("bridge.ledger")
 State = Literal["started", "accepted", "final"]
 _RANK: dict[str, int] = {"started": 0, "accepted": 1, "final": 2}
 _FINAL = _RANK["final"]
-BARRIER_KEY = b"\x00barrier"
+# Keys of the bridge's own records in the ledger topic start with a zero byte (a commandId
+# cannot: contract section 3): barriers (``Ledger.sync``) and snapshot markers.
+INTERNAL_PREFIX = b"\x00"
+BARRIER_KEY = INTERNAL_PREFIX + b"barrier"
+SNAPSHOT_MARKER_PREFIX = INTERNAL_PREFIX + b"snapshot/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +237,20 @@ class LedgerState:
         if rank == _FINAL:
             self._expiries.append(int(expiry) + 1, key, packed, claim)
 
+    def export(self) -> LedgerImage:
+        """Copies of the index's tables, for a snapshot (memory copies, no loop over them)."""
+        place_keys, place_values = self._places.export()
+        claim_keys, _ = self._claims.export()
+        return LedgerImage(place_keys, place_values, claim_keys, self._expiries.export())
+
+    def load(self, image: LedgerImage) -> None:
+        """Become the index ``export`` returned (its tables taken over). Raises
+        ``ValueError`` for tables that cannot be an index (and changes nothing then)."""
+        places = HashIndex.restore(image.place_keys, image.place_values)
+        claims = HashIndex.restore(image.claim_keys, array("q", [0]), keys_only=True)
+        expiries = ExpiryQueue.restore(image.expiry_rows)
+        self._places, self._claims, self._expiries = places, claims, expiries
+
     def expire(self, now: float) -> None:
         """Forget the final entries whose time is up (after each batch of records read)."""
         expiries = self._expiries
@@ -276,10 +296,10 @@ class LedgerState:
         base = partition << _OFFSET_BITS
         for record in records:
             key, value = record.key, record.value
-            if key is None or key == BARRIER_KEY:
+            if key is None or key[:1] == INTERNAL_PREFIX:  # barriers, snapshot markers
                 continue
             if value is None:  # tombstone
-                places.remove(hash(key) or 1)
+                places.remove(key_of(key))
                 continue
             try:
                 peek = decode(value)
@@ -292,7 +312,7 @@ class LedgerState:
                     key=key.decode(errors="replace"),
                 )
                 continue
-            index_key = hash(key) or 1
+            index_key = key_of(key)
             rank = ranks[peek.state]
             if rank == _FINAL:
                 written = record.timestamp / 1000 if record.timestamp > 0 else now
@@ -307,7 +327,7 @@ class LedgerState:
             if not places.put_unless_higher(index_key, packed, _RANK_SHIFT):
                 continue
             connector_id = peek.connector_id
-            claim = (hash(connector_id.encode()) or 1) if connector_id else 0
+            claim = key_of(connector_id.encode()) if connector_id else 0
             if claim:
                 claims.put(claim, 0)
             if rank == _FINAL:

@@ -190,6 +190,8 @@ def parse_command(
         command_id = msgspec.convert(raw, Envelope).command_id
     except msgspec.ValidationError as exc:
         raise _refusal(exc, raw, None) from None
+    if command_id.startswith("\x00"):  # the ledger's own keys (ledger_state.INTERNAL_PREFIX)
+        raise InvalidCommand("commandId", "must not start with a NUL character (reserved)")
     try:
         message: CommandMessage = msgspec.convert(raw, CommandMessage)
     except msgspec.ValidationError as exc:

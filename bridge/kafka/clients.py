@@ -256,18 +256,21 @@ async def ensure_topics(
     *,
     compacted: Iterable[str] = (),
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    partitions: Mapping[str, int] | None = None,
 ) -> None:
     """Create the topics if missing (never rely on auto-creation); existing ones are kept.
-    ``compacted`` topics get the ledger's config, ``configs`` names others by topic."""
+    ``compacted`` topics get the ledger's config, ``configs`` names others by topic;
+    ``partitions`` a topic's own partition count (else BRIDGE_KAFKA_TOPIC_PARTITIONS)."""
     compacted = set(compacted)
     configs = configs or {}
+    partitions = partitions or {}
     admin = AIOKafkaAdminClient(**common_settings(kafka))
     await admin.start()
     try:
         topics = [
             NewTopic(
                 name=name,
-                num_partitions=kafka.topic_partitions,
+                num_partitions=partitions.get(name, kafka.topic_partitions),
                 replication_factor=kafka.replication_factor,
                 topic_configs=dict(
                     configs.get(name, LEDGER_TOPIC_CONFIG if name in compacted else {})
@@ -313,6 +316,7 @@ def all_topics(topics: TopicsConfig) -> list[str]:
         topics.dead_letter,
         topics.ledger,
         topics.channel_state,
+        topics.ledger_snapshots,
     ]
 
 
