@@ -251,18 +251,20 @@ class Ledger:
 
     async def write_snapshot(self) -> Manifest:
         """Write a snapshot of the index: markers to every ledger partition first, read
-        back by the tail, then the index as it is once they are read (it holds every
-        record before them), then the manifest. The previous snapshot this replica wrote
-        is removed."""
+        back by the tail; then the index from the moment they are read (it holds every
+        record before ``positions``: ``LedgerState.export_in_steps``); then the manifest.
+        The previous snapshot this replica wrote is removed."""
         generation = f"{int(time.time())}-{secrets.token_hex(6)}"
         markers = await self._mark(SNAPSHOT_MARKER_PREFIX + generation.encode())
-        image = self.state.export()
         positions = dict(self._positions)
         commands = len(self.state)
         manifest = await self.snapshots.write(
-            generation, image, positions=positions, markers=markers, commands=commands
+            generation,
+            self.state.export_in_steps(),  # the first step is copied before any await
+            positions=positions,
+            markers=markers,
+            commands=commands,
         )
-        del image
         self._covered = max(self._covered, sum(positions.values()))
         previous, self._own_snapshot = self._own_snapshot, manifest
         if previous is not None:
@@ -381,7 +383,9 @@ class Ledger:
         await stop_task(task)
         task, self._task = self._task, None
         await stop_task(task)
-        for consumer in (self._consumer, self._reader):
+        consumers = (self._consumer, self._reader)
+        self._consumer = self._reader = None  # a start after this stop makes new ones
+        for consumer in consumers:
             if consumer is not None:
                 with contextlib.suppress(Exception):
                     await stop_client(consumer)

@@ -5,8 +5,8 @@ py``): at a million commands that is over a gigabyte to fetch and decode. A snap
 index itself (its tables, about 80 bytes a command) with the ledger offsets it covers; a
 replica that loads one reads only the ledger records after those offsets.
 
-The image is four tables of signed 64-bit numbers: the places' keys and values, the claimed
-connectors' keys, the expiry rows. ``image_chunks`` cuts them, in that order, into chunks
+The image is four tables of signed 64-bit numbers: the expiry rows, the places' keys and
+values, the claimed connectors' keys. ``table_chunks`` cuts each, in that order, into chunks
 that fit a Kafka record; ``ImageBuilder`` puts received chunks back into the tables without
 holding the whole image twice. The ``Manifest`` says what the chunks are and which ledger
 offsets the image covers; ``ledger_snapshots.py`` stores both in Kafka.
@@ -25,17 +25,17 @@ import msgspec
 from bridge.commands.ledger_index import KEY_HASH
 
 FORMAT = 1
-TABLES = ("placeKeys", "placeValues", "claimKeys", "expiryRows")
+TABLES = ("expiryRows", "placeKeys", "placeValues", "claimKeys")
 CHUNK_BYTES = 512 * 1024  # under Kafka's default 1 MiB record limit
 
 
 class LedgerImage(NamedTuple):
     """The index's tables (``LedgerState.export`` / ``restore``)."""
 
+    expiry_rows: array[int]
     place_keys: array[int]
     place_values: array[int]
     claim_keys: array[int]
-    expiry_rows: array[int]
 
 
 class Chunk(msgspec.Struct, array_like=True, frozen=True):
@@ -68,12 +68,17 @@ class UnusableSnapshot(ValueError):
     """A snapshot that cannot be loaded here; the reason says why."""
 
 
+def table_chunks(table: array[int], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """A table in chunks of at most ``chunk_bytes``."""
+    data = memoryview(table).cast("B")
+    for start in range(0, len(data), chunk_bytes):
+        yield data[start : start + chunk_bytes].tobytes()
+
+
 def image_chunks(image: LedgerImage, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The image's tables, one after another, in chunks of at most ``chunk_bytes``."""
     for table in image:
-        data = memoryview(table).cast("B")
-        for start in range(0, len(data), chunk_bytes):
-            yield data[start : start + chunk_bytes].tobytes()
+        yield from table_chunks(table, chunk_bytes)
 
 
 def table_sizes(image: LedgerImage) -> dict[str, int]:
@@ -137,11 +142,6 @@ class ImageBuilder:
         if not self.complete or any(self._remaining):
             raise UnusableSnapshot("some of its chunks are missing")
         return LedgerImage(*self._tables)
-
-
-def manifest_chunks(chunks: Iterator[tuple[int, bytes]]) -> list[Chunk]:
-    """``Chunk``s of (offset, data) pairs as written."""
-    return [Chunk(offset, len(data), zlib.crc32(data)) for offset, data in chunks]
 
 
 def encode_manifest(manifest: Manifest) -> bytes:

@@ -18,13 +18,15 @@ from __future__ import annotations
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator
+from array import array
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from bridge.commands.ledger_image import (
     FORMAT,
+    TABLES,
     Chunk,
     ImageBuilder,
     LedgerImage,
@@ -33,8 +35,7 @@ from bridge.commands.ledger_image import (
     check_manifest,
     decode_manifest,
     encode_manifest,
-    image_chunks,
-    table_sizes,
+    table_chunks,
 )
 from bridge.commands.ledger_index import KEY_HASH
 from bridge.commands.ports import DurablePublisher
@@ -90,19 +91,27 @@ class LedgerSnapshots:
     async def write(
         self,
         generation: str,
-        image: LedgerImage,
+        steps: Iterator[tuple[array[int], ...]],
         *,
         positions: dict[int, int],
         markers: dict[int, int],
         commands: int,
     ) -> Manifest:
-        """Write the chunks of ``image``, then its manifest (each acknowledged)."""
+        """Write the chunks of the tables ``steps`` copies (``LedgerState.export_in_steps``,
+        one step's copies held at a time), then the manifest (each acknowledged)."""
         chunks: list[Chunk] = []
-        for n, data in enumerate(image_chunks(image)):
-            delivered = await self.publisher.publish_durably(
-                self.topic, Record(key=chunk_key(generation, n), value=data), partition=CHUNKS
-            )
-            chunks.append(Chunk(delivered.offset, len(data), zlib.crc32(data)))
+        sizes: dict[str, int] = {}
+        names = iter(TABLES)
+        for step in steps:
+            for table in step:
+                sizes[next(names)] = len(table) * table.itemsize
+                for data in table_chunks(table):
+                    key = chunk_key(generation, len(chunks))
+                    delivered = await self.publisher.publish_durably(
+                        self.topic, Record(key=key, value=data), partition=CHUNKS
+                    )
+                    chunks.append(Chunk(delivered.offset, len(data), zlib.crc32(data)))
+            del step
         manifest = Manifest(
             format=FORMAT,
             key_hash=KEY_HASH,
@@ -114,7 +123,7 @@ class LedgerSnapshots:
             commands=commands,
             positions=positions,
             markers=markers,
-            tables=table_sizes(image),
+            tables=sizes,
             chunks=chunks,
         )
         await self.publisher.publish_durably(

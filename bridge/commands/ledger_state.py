@@ -15,7 +15,7 @@ takes the time as an argument and does no I/O.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -238,10 +238,20 @@ class LedgerState:
             self._expiries.append(int(expiry) + 1, key, packed, claim)
 
     def export(self) -> LedgerImage:
-        """Copies of the index's tables, for a snapshot (memory copies, no loop over them)."""
-        place_keys, place_values = self._places.export()
-        claim_keys, _ = self._claims.export()
-        return LedgerImage(place_keys, place_values, claim_keys, self._expiries.export())
+        """Copies of the index's tables (memory copies, no loop over them)."""
+        return LedgerImage(*(table for step in self.export_in_steps() for table in step))
+
+    def export_in_steps(self) -> Iterator[tuple[array[int], ...]]:
+        """The tables of ``LedgerImage``, in its order, each copied when the iterator gets
+        to it, so a snapshot holds one copy at a time, not all four: the expiry rows, then
+        the places (keys and values at once), then the claims. The index may change between
+        the steps; a snapshot loads right all the same, because the loader reads the ledger
+        again from where it was when the first step was copied, and applying a record again
+        changes nothing: a place or claim added later is added again; a place removed
+        later had expired, and its row, still in the copy, finds no place then."""
+        yield (self._expiries.export(),)
+        yield self._places.export()
+        yield (self._claims.export()[0],)
 
     def load(self, image: LedgerImage) -> None:
         """Become the index ``export`` returned (its tables taken over). Raises

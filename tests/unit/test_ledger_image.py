@@ -194,3 +194,51 @@ def test_a_command_id_may_not_take_the_ledgers_own_keys() -> None:
             b'{"commandId": "\\u0000barrier", "action": "get", "connectorId": "k-1"}',
             default_workspace_id="ws-1",
         )
+
+
+def test_an_index_that_changes_while_its_snapshot_is_copied_loads_right() -> None:
+    """The tables are copied one step at a time while the index goes on (new commands, a
+    final entry expiring). Loaded, and given again what came after the first step (as a
+    replica reads the ledger from the snapshot's positions on), it is the live index."""
+    live = LedgerState(window_s=3600)
+    early = Entry("c-early", "fp", "get", "started", "2027-01-15T07:01:40+00:00").final(b"{}")
+    live.apply(early, (0, 0), NOW)  # started at NOW - 3500: expires at NOW + 100
+    for n in range(1, 50):
+        live.apply(Entry(f"c-{n}", "fp", "create", "started", STARTED), (0, n), NOW)
+    after_first_step: list[tuple[Entry, tuple[int, int]]] = []
+
+    def apply(entry: Entry, position: tuple[int, int], now: float) -> None:
+        live.apply(entry, position, now)
+        after_first_step.append((entry, position))
+
+    steps = live.export_in_steps()
+    tables = list(next(steps))  # the expiry rows
+    apply(
+        Entry("c-1", "fp", "create", "started", STARTED).accepted({"id": "k-1"}, None), (0, 50), NOW
+    )
+    live.expire(NOW + 200)  # c-early goes, between the copies
+    tables += next(steps)  # the places
+    apply(
+        Entry("c-2", "fp", "create", "started", STARTED).accepted({"id": "k-2"}, None), (0, 51), NOW
+    )
+    final = Entry("c-1", "fp", "create", "started", STARTED).accepted({"id": "k-1"}, None)
+    apply(final.final(b"{}"), (0, 52), NOW)
+    tables += next(steps)  # the claims
+    apply(Entry("c-60", "fp", "get", "started", STARTED), (0, 53), NOW)
+
+    loaded = LedgerState(window_s=3600)
+    loaded.load(LedgerImage(*tables))
+    for entry, position in after_first_step:
+        loaded.apply(entry, position, NOW)
+    loaded.expire(NOW + 200)
+    assert len(loaded) == len(live) == 50
+    for command_id in ["c-early", "c-60", *(f"c-{n}" for n in range(1, 50))]:
+        assert loaded.locate(command_id) == live.locate(command_id), command_id
+    assert loaded.is_claimed("k-1")
+    assert loaded.is_claimed("k-2")
+    # c-1's final entry expires in both at the same time, with its claim.
+    loaded.expire(NOW + 3601)
+    live.expire(NOW + 3601)
+    assert loaded.locate("c-1") is None
+    assert live.locate("c-1") is None
+    assert not loaded.is_claimed("k-1")
