@@ -51,6 +51,9 @@ class Bridge:
     draining: bool = False
     publisher: Publisher = field(init=False)
     readiness_checks: list[Callable[[], bool]] = field(default_factory=list)
+    # Each says why a part stopped in a state only a restart repairs (/healthz answers
+    # 503), or None.
+    liveness_checks: list[Callable[[], str | None]] = field(default_factory=list)
     _outcomes: dict[str, Counter] = field(default_factory=dict)
     _codes: dict[int, Counter] = field(default_factory=dict)
     recovery: Recovery | None = None  # the commands role's state fold and reconciliation
@@ -152,8 +155,11 @@ def _is_webhook(path: str) -> bool:
     return path == WEBHOOK_PATH or path.startswith(WEBHOOK_PREFIX)
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+async def healthz(request: web.Request) -> web.Response:
+    reasons = [r for check in request.app[BRIDGE].liveness_checks if (r := check()) is not None]
+    if not reasons:
+        return web.json_response({"status": "alive"})
+    return web.json_response({"status": "not alive", "reason": "; ".join(reasons)}, status=503)
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -54,6 +54,11 @@ from bridge.tasks import stop_task
 
 log = structlog.get_logger("bridge.ledger")
 
+
+class LedgerBroken(RuntimeError):
+    """The index stopped following the ledger topic (``Ledger.failure``)."""
+
+
 SNAPSHOT_LOAD_TIMEOUT_S = 120.0  # then the whole ledger is read instead
 SNAPSHOT_CHECK_S = 10.0
 SNAPSHOT_RETRY_S = 60.0
@@ -78,6 +83,7 @@ class Ledger:
     _covered: int = 0  # ledger records (offsets, summed) the latest known snapshot covers
     _own_snapshot: Manifest | None = None  # the latest this replica wrote
     loaded_snapshot: str | None = None  # the generation of the snapshot the start loaded
+    failure: Exception | None = None  # why the tail stopped (a bug); the process must restart
 
     def __post_init__(self) -> None:
         self.state = LedgerState(self.config.commands.idempotency_window_s)
@@ -96,6 +102,7 @@ class Ledger:
         has none, or only a final one older than the window. Raises ``LedgerRecordMissing``
         when the index knows a record the topic no longer has (retention, a restarted
         memory-only broker)."""
+        await self._halt_if_failed()
         position = self.state.locate(command_id)
         if position is None:
             return None
@@ -236,7 +243,7 @@ class Ledger:
                 needed=SNAPSHOT_PARTITIONS,
             )
             return
-        while True:
+        while self.failure is None:
             if sum(self._positions.values()) - self._covered >= threshold:
                 try:
                     latest = await self.snapshots.latest()
@@ -244,7 +251,7 @@ class Ledger:
                         self._covered = max(self._covered, sum(latest.positions.values()))
                     if sum(self._positions.values()) - self._covered >= threshold:
                         await self.write_snapshot()
-                except (UnusableSnapshot, KafkaError) as exc:
+                except (UnusableSnapshot, KafkaError, LedgerBroken) as exc:
                     log.warning("ledger snapshot not written", reason=str(exc) or repr(exc))
                     await asyncio.sleep(SNAPSHOT_RETRY_S)
             await asyncio.sleep(SNAPSHOT_CHECK_S)
@@ -290,6 +297,18 @@ class Ledger:
         raise KafkaError(f"ledger topic {self.topic!r} does not exist")
 
     async def _tail(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            await self._follow(consumer)
+        except Exception as exc:  # a bug: the index would silently fall behind the topic
+            self.failure = exc
+            log.exception(
+                "ledger tail stopped: the index no longer follows the ledger; commands wait, "
+                "and /healthz answers 503 so that the process is restarted"
+            )
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         retry = Retry(KAFKA_BACKOFF)
         while True:
             try:
@@ -308,6 +327,23 @@ class Ledger:
             if batches:
                 async with self._progress:
                     self._progress.notify_all()
+
+    def alive(self) -> bool:
+        """False once the index stopped following the ledger (``failure``)."""
+        return self.failure is None
+
+    def broken(self) -> str | None:
+        """Why the process must be restarted, if it must."""
+        if self.failure is None:
+            return None
+        return f"the ledger's index stopped following {self.topic}: {type(self.failure).__name__}"
+
+    async def _halt_if_failed(self) -> None:
+        """Wait for ever (until cancelled by the shutdown) once the index stopped following
+        the ledger: a command decided on it could run twice. Its record stays uncommitted,
+        and is redelivered to a replica whose index is whole."""
+        if self.failure is not None:
+            await asyncio.Event().wait()
 
     async def _read_back(self, command_id: str, position: tuple[int, int]) -> Entry | None:
         """The entry of ``command_id`` from its ledger record at ``position`` or later (a
@@ -359,7 +395,8 @@ class Ledger:
         return self._reader
 
     async def sync(self) -> None:
-        """Return once every ledger record written before this call has been read."""
+        """Return once every ledger record written before this call has been read; raises
+        ``LedgerBroken`` once the index stopped following the ledger."""
         await self._mark(BARRIER_KEY)
 
     async def _mark(self, key: bytes) -> dict[int, int]:
@@ -374,8 +411,13 @@ class Ledger:
             offsets[tp.partition] = metadata.offset
         async with self._progress:
             await self._progress.wait_for(
-                lambda: all(self._positions.get(p, 0) > o for p, o in offsets.items())
+                lambda: (
+                    self.failure is not None
+                    or all(self._positions.get(p, 0) > o for p, o in offsets.items())
+                )
             )
+        if self.failure is not None:
+            raise LedgerBroken(self.broken())
         return offsets
 
     async def stop(self) -> None:

@@ -109,8 +109,11 @@ class ImageBuilder:
 
     def __init__(self, manifest: Manifest) -> None:
         self._chunks = manifest.chunks
-        self._remaining = list(manifest.tables.values())
-        self._tables: list[array[int]] = [array("q") for _ in TABLES]
+        sizes = list(manifest.tables.values())
+        # Each table at its full size at once: growing it chunk by chunk would copy it.
+        self._tables: list[array[int]] = [array("q", bytes(size)) for size in sizes]
+        self._views = [memoryview(table).cast("B") for table in self._tables]
+        self._remaining = sizes
         self._table = 0
         self._received = 0
 
@@ -133,14 +136,18 @@ class ImageBuilder:
                 self._table += 1
             if self._table == len(TABLES):
                 raise UnusableSnapshot("its chunks hold more than its tables")
+            table = self._views[self._table]
             part = view[: self._remaining[self._table]]
-            self._tables[self._table].frombytes(part)
+            start = len(table) - self._remaining[self._table]
+            table[start : start + len(part)] = part
             self._remaining[self._table] -= len(part)
             view = view[len(part) :]
 
     def image(self) -> LedgerImage:
         if not self.complete or any(self._remaining):
             raise UnusableSnapshot("some of its chunks are missing")
+        for view in self._views:
+            view.release()
         return LedgerImage(*self._tables)
 
 

@@ -210,9 +210,8 @@ class ExpiryQueue:
         if rows is not None:
             if len(rows) % 4:
                 raise ValueError("expiry rows are four numbers each")
-            step = 4 * _CHUNK
-            self._chunks = deque(rows[i : i + step] for i in range(0, len(rows), step))
-            self._chunks = self._chunks or deque([array("q")])
+            # Taken over as the first chunk, never extended (appends go to a new one).
+            self._chunks = deque([rows, array("q")])
             self._size = len(rows) // 4
 
     def __len__(self) -> int:

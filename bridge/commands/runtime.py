@@ -52,6 +52,7 @@ class CommandHost(Protocol):
     metrics: Metrics
     publisher: Publisher
     readiness_checks: list[Callable[[], bool]]
+    liveness_checks: list[Callable[[], str | None]]
     draining: bool
     recovery: Recovery | None
     tracing: Tracing
@@ -74,6 +75,8 @@ def commands_context(
             config, host.publisher, ledger, executor, host.metrics, tracing=host.tracing
         )
         host.readiness_checks.append(worker.connected)
+        host.readiness_checks.append(ledger.alive)
+        host.liveness_checks.append(ledger.broken)
         await worker.start()
         # The channel-state fold and periodic reconciliation (contract section 10).
         recovery = host.recovery = Recovery(config, bird, host.publisher, host.metrics)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
+import aiohttp
 import orjson
 import pytest
 
@@ -143,3 +144,45 @@ async def _finals(client: CommandClient, command_id: str, count: int) -> None:
             len([r for r in client.results.raw.get(command_id, []) if b'"succeeded"' in r]) < count
         ):
             await asyncio.sleep(0.05)
+
+
+async def test_a_ledger_index_that_stops_following_holds_commands_and_asks_for_a_restart(
+    broker: Broker,
+) -> None:
+    """A bug in applying ledger records (simulated: the index raises) must not leave a
+    replica deciding on an index that fell behind the topic: its commands wait,
+    uncommitted, and /healthz answers 503 so that Kubernetes restarts the process."""
+    simulator = fast_simulator()
+    await simulator.start()
+    try:
+        config = bridge_config(broker.bootstrap, **command_env(simulator.url))
+        async with running_bridge(config, ["commands"]) as running:
+            (check,) = running.bridge.liveness_checks
+            ledger = check.__self__  # type: ignore[attr-defined]
+            assert isinstance(ledger, Ledger)
+
+            def broken(*_args: object) -> None:
+                raise RuntimeError("a bug")
+
+            ledger.state.apply_records = broken  # type: ignore[method-assign,assignment]
+            async with command_client(config) as client:
+                await client.send(create_command())  # its ledger write reaches the tail
+                async with asyncio.timeout(15):
+                    while ledger.failure is None:
+                        await asyncio.sleep(0.05)
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(running.url + "/healthz") as response:
+                        assert response.status == 503
+                        body = await response.json()
+                    async with session.get(running.url + "/readyz") as response:
+                        assert response.status == 503
+                assert "stopped following" in body["reason"]
+                assert "RuntimeError" in body["reason"]
+                second = create_command()
+                await client.send(second)
+                await asyncio.sleep(2)
+                assert second["commandId"] not in client.results.raw  # held, not answered
+        posts = [r for r in simulator.simulator.journal.query({}) if r.method == "POST"]
+        assert len(posts) <= 1  # the first create may have reached Bird before the failure
+    finally:
+        await simulator.stop()
