@@ -19,11 +19,20 @@ class Record:
     """One Kafka record the bridge writes: topic-independent, ready to send."""
 
     key: bytes | None
-    value: bytes | None  # None: a tombstone (compacted topics)
+    value: bytes
     headers: tuple[tuple[str, bytes], ...] = field(default=())
 
     def header(self, name: str) -> bytes | None:
         return next((v for k, v in self.headers if k == name), None)
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A record without a value: in a compacted topic, its key is forgotten."""
+
+    key: bytes
+    value: None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def rfc3339(moment: datetime) -> str:

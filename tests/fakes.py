@@ -23,7 +23,7 @@ import orjson
 
 from bridge.commands.ledger_state import ClaimedConnectors, Entry, LedgerState
 from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, LedgerRecordMissing
-from bridge.events import Record, rfc3339
+from bridge.events import Record, Tombstone, rfc3339
 from bridge.tracecontext import TraceContext
 
 
@@ -220,10 +220,10 @@ class RecordingPublisher:
     """A durable publisher that acknowledges at once: ``sent`` is (topic, record, partition)."""
 
     max_record_size: int = 1024 * 1024
-    sent: list[tuple[str, Record, int | None]] = field(default_factory=list)
+    sent: list[tuple[str, Record | Tombstone, int | None]] = field(default_factory=list)
 
     async def publish_durably(
-        self, topic: str, record: Record, *, partition: int | None = None
+        self, topic: str, record: Record | Tombstone, *, partition: int | None = None
     ) -> Delivered:
         self.sent.append((topic, record, partition))
         return Delivered(partition or 0, len(self.sent) - 1)

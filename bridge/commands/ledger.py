@@ -47,7 +47,7 @@ from bridge.commands.ledger_state import (
 from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
 from bridge.errors import LedgerRecordMissing
-from bridge.events import Record
+from bridge.events import Record, Tombstone
 from bridge.kafka.clients import consumer_settings, start_client, stop_client, topic_partitions
 from bridge.retry import KAFKA_BACKOFF, Retry
 from bridge.tasks import stop_task
@@ -246,15 +246,31 @@ class Ledger:
         while self.failure is None:
             if sum(self._positions.values()) - self._covered >= threshold:
                 try:
-                    latest = await self.snapshots.latest()
-                    if latest is not None:
-                        self._covered = max(self._covered, sum(latest.positions.values()))
+                    covered = await self._latest_covers()
+                    self._covered = max(self._covered, covered)
                     if sum(self._positions.values()) - self._covered >= threshold:
                         await self.write_snapshot()
-                except (UnusableSnapshot, KafkaError, LedgerBroken) as exc:
+                except (KafkaError, LedgerBroken) as exc:
                     log.warning("ledger snapshot not written", reason=str(exc) or repr(exc))
                     await asyncio.sleep(SNAPSHOT_RETRY_S)
             await asyncio.sleep(SNAPSHOT_CHECK_S)
+
+    async def _latest_covers(self) -> int:
+        """How many ledger records (offsets, summed) the latest snapshot covers, if a
+        replica starting now could load it; 0 if none could (none written, another format
+        or window, a ledger topic recreated since): then this replica writes one."""
+        assert self._consumer is not None
+        try:
+            manifest = await self.snapshots.latest()
+            if manifest is None:
+                return 0
+            if any(self._positions.get(p, 0) < end for p, end in manifest.positions.items()):
+                raise UnusableSnapshot("it covers more of the ledger than this replica read")
+            await self._check_markers(manifest, list(self._consumer.assignment()))
+        except UnusableSnapshot as exc:
+            log.info("the latest ledger snapshot is not usable: writing one", reason=str(exc))
+            return 0
+        return sum(manifest.positions.values())
 
     async def write_snapshot(self) -> Manifest:
         """Write a snapshot of the index: markers to every ledger partition first, read
@@ -279,7 +295,7 @@ class Ledger:
             for partition in previous.markers:
                 await self.publisher.publish_durably(
                     self.topic,
-                    Record(key=SNAPSHOT_MARKER_PREFIX + previous.generation.encode(), value=None),
+                    Tombstone(SNAPSHOT_MARKER_PREFIX + previous.generation.encode()),
                     partition=partition,
                 )
         log.info(

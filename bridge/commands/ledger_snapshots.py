@@ -40,7 +40,7 @@ from bridge.commands.ledger_image import (
 from bridge.commands.ledger_index import KEY_HASH
 from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
-from bridge.events import Record
+from bridge.events import Record, Tombstone
 from bridge.kafka.clients import consumer_settings, start_client, stop_client, topic_partitions
 
 MANIFESTS, CHUNKS = 0, 1
@@ -138,7 +138,7 @@ class LedgerSnapshots:
         for n in range(len(manifest.chunks)):
             await self.publisher.publish_durably(
                 self.topic,
-                Record(key=chunk_key(manifest.generation, n), value=None),
+                Tombstone(chunk_key(manifest.generation, n)),
                 partition=CHUNKS,
             )
 

@@ -12,7 +12,7 @@ from collections.abc import Container, Mapping
 from typing import Any, Protocol
 
 from bridge.commands.ledger_state import Entry
-from bridge.events import Record
+from bridge.events import Record, Tombstone
 from bridge.tracecontext import TraceContext
 
 
@@ -34,7 +34,7 @@ class DurablePublisher(Protocol):
     def max_record_size(self) -> int: ...
 
     async def publish_durably(
-        self, topic: str, record: Record, *, partition: int | None = None
+        self, topic: str, record: Record | Tombstone, *, partition: int | None = None
     ) -> Delivered: ...
 
 

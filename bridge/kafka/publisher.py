@@ -21,7 +21,7 @@ from aiokafka.structs import RecordMetadata
 from bridge.config import KafkaConfig
 from bridge.deadlines import Deadlines
 from bridge.errors import PublishUnavailable, RecordTooLarge
-from bridge.events import Record
+from bridge.events import Record, Tombstone
 from bridge.kafka.clients import explain, producer_settings, stop_client
 from bridge.kafka.size import MAX_RECORD_SIZE, size_of
 from bridge.metrics import Metrics
@@ -115,7 +115,7 @@ class Publisher:
     async def publish(
         self,
         topic: str,
-        record: Record,
+        record: Record | Tombstone,
         *,
         timeout: float,
         partition: int | None = None,
@@ -173,7 +173,7 @@ class Publisher:
         return _child(self._latency, self.metrics.publish_seconds, topic)
 
     async def publish_durably(
-        self, topic: str, record: Record, *, partition: int | None = None
+        self, topic: str, record: Record | Tombstone, *, partition: int | None = None
     ) -> RecordMetadata:
         """Publish, retrying through a Kafka outage until acknowledged (or cancelled);
         ``RecordTooLarge`` is raised at once.

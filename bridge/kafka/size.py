@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bridge.events import Record
+from bridge.events import Record, Tombstone
 
 # Kafka's default message.max.bytes; the producer enforces it client side, also against
 # brokers that have no limit of their own (the embedded one).
@@ -44,5 +44,5 @@ def record_size(
     return size
 
 
-def size_of(record: Record) -> int:
+def size_of(record: Record | Tombstone) -> int:
     return record_size(record.key, record.value, record.headers)

@@ -202,3 +202,40 @@ async def read_all(config: Config, topic: str, partition: int) -> list:  # type:
 async def latest_manifest(config: Config) -> Manifest:
     records = await read_all(config, config.topics.ledger_snapshots, MANIFESTS)
     return decode_manifest(records[-1].value)
+
+
+async def test_replicas_write_snapshots_as_the_ledger_grows_and_replace_an_unusable_one(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic writer: a snapshot once the ledger grew by the threshold; and when the
+    latest snapshot is one no replica could load (here: taken with another idempotency
+    window, as after a change of BRIDGE_COMMANDS_IDEMPOTENCY_WINDOW_S), a new one."""
+    monkeypatch.setattr("bridge.commands.ledger.SNAPSHOT_CHECK_S", 0.1)
+    config = bridge_config(broker.bootstrap, BRIDGE_LEDGER_SNAPSHOT_RECORDS="20")
+    await topics_of(config)
+
+    async def written(ledger: Ledger, before: Manifest | None) -> Manifest:
+        async with asyncio.timeout(20):
+            while ledger._own_snapshot is before:
+                await asyncio.sleep(0.05)
+        assert ledger._own_snapshot is not None
+        return ledger._own_snapshot
+
+    async with ledger_of(config) as first:
+        await write_commands(first, range(0, 10))  # 20 records, a barrier per partition
+        one = await written(first, None)
+        assert await latest_manifest(config) == one
+        forged = msgspec.structs.replace(one, window_s=60.0)
+        await first.publisher.publish_durably(
+            config.topics.ledger_snapshots,
+            Record(key=MANIFEST_KEY, value=encode_manifest(forged)),
+            partition=MANIFESTS,
+        )
+        await write_commands(first, range(10, 20))
+        two = await written(first, one)
+        assert await latest_manifest(config) == two
+    assert two.window_s == config.commands.idempotency_window_s
+    assert two.commands == 20
+    async with ledger_of(config) as second:
+        assert second.loaded_snapshot == two.generation
+        await assert_knows(second, range(0, 20))

@@ -21,7 +21,7 @@ from bridge.commands.ledger_state import Entry
 from bridge.commands.parse import Command, parse_command
 from bridge.commands.runtime import KafkaResultSink
 from bridge.errors import BirdOutcomeUnknown, BirdRejected, BirdUnavailable, InvalidCommand
-from bridge.events import rfc3339
+from bridge.events import Record, rfc3339
 from bridge.metrics import Metrics
 from bridge.tracecontext import TraceContext
 from bridge.tracing import Tracing
@@ -382,6 +382,7 @@ async def test_the_result_record_carries_the_trace_headers() -> None:
     executor = Executor(config, FakeBird(now=NOW), FakeLedger(), sink, Metrics(), clock=lambda: NOW)
     assert await executor.run(replace(command("list"), trace=TRACE)) == "succeeded"
     ((_, record, _),) = publisher.sent
+    assert isinstance(record, Record)
     assert record.header("traceparent") == TRACE.traceparent.encode()
     assert record.header("tracestate") == b"congo=t61"
     assert record.header("correlation-id") == b"c-1"
