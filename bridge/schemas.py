@@ -19,6 +19,9 @@ from typing import Any
 import msgspec
 
 from bridge import __version__
+from bridge.commands.ledger_image import CHUNK_BYTES
+from bridge.commands.ledger_snapshots import PARTITIONS as SNAPSHOT_PARTITIONS
+from bridge.commands.ledger_snapshots import SNAPSHOTS_TOPIC_CONFIG
 from bridge.config import DEFAULTS
 from bridge.messages import (
     ChannelEvent,
@@ -130,6 +133,7 @@ def asyncapi() -> dict[str, Any]:
         "deadLetters": ("BRIDGE_TOPIC_DEAD_LETTER", "deadLetter"),
         "connectorLedger": ("BRIDGE_TOPIC_LEDGER", "ledgerRecord"),
         "channelState": ("BRIDGE_TOPIC_CHANNEL_STATE", "channelState"),
+        "connectorLedgerSnapshots": ("BRIDGE_TOPIC_LEDGER_SNAPSHOTS", "ledgerSnapshot"),
     }
     channels = {
         channel: {
@@ -138,6 +142,17 @@ def asyncapi() -> dict[str, Any]:
             "messages": {message: _ref(f"#/components/messages/{message}")},
         }
         for channel, (variable, message) in topics.items()
+    }
+    # The one topic whose partitions do not follow BRIDGE_KAFKA_TOPIC_PARTITIONS.
+    channels["connectorLedgerSnapshots"]["bindings"] = {
+        "kafka": {
+            "partitions": SNAPSHOT_PARTITIONS,
+            "topicConfiguration": {
+                "cleanup.policy": SNAPSHOTS_TOPIC_CONFIG["cleanup.policy"].split(","),
+                "retention.ms": int(SNAPSHOTS_TOPIC_CONFIG["retention.ms"]),
+            },
+            "bindingVersion": "0.5.0",
+        }
     }
 
     def operation(action: str, channel: str, summary: str) -> dict[str, Any]:
@@ -186,6 +201,8 @@ def asyncapi() -> dict[str, Any]:
             "(contract.md section 3)",
             "description": "Ids are also refused when they contain '/', '?', '#' or control "
             "characters, are blank or are over 128 characters (bridge/commands/parse.py). "
+            "A commandId that starts with a NUL character is refused too: the ledger's own "
+            "keys start with one. "
             "Unknown top-level fields are ignored. A record that is not a command is "
             "dead-lettered.",
             "contentType": "application/json",
@@ -237,10 +254,25 @@ def asyncapi() -> dict[str, Any]:
             "title": "Ledger record",
             "summary": "The bridge's own state per command (an Extension; guarantees.md)",
             "description": "Compacted. Also holds barrier records (key \\u0000barrier, "
-            "empty value) and tombstones (null value), which readers skip. No headers.",
+            "empty value), snapshot markers (key \\u0000snapshot/<generation>, empty value) "
+            "and tombstones (null value), which readers skip. No headers.",
             "contentType": "application/json",
             "payload": _ref("#/components/schemas/LedgerRecord"),
             "bindings": _kafka_key("The commandId"),
+        },
+        "ledgerSnapshot": {
+            "name": "LedgerSnapshot",
+            "title": "Ledger snapshot",
+            "summary": "A snapshot of the ledger's index, so a commands replica starts "
+            "without reading the whole ledger (bridge-internal; guarantees.md)",
+            "description": "Partition 0 holds the manifests (JSON, all under the key "
+            "'manifest': the last one is the latest snapshot); partition 1 the chunks, the "
+            f"raw bytes of the index's tables, at most {CHUNK_BYTES // 1024} KiB each, and "
+            "tombstones (null value) of replaced snapshots. A manifest is written after its "
+            "chunks and names them. Only the bridge reads them. No headers.",
+            "contentType": "application/octet-stream",
+            "payload": {"description": "A manifest (JSON) or a chunk (bytes)"},
+            "bindings": _kafka_key("'manifest' (partition 0), or '<generation>/<n>' (partition 1)"),
         },
     }
     return {
@@ -269,7 +301,15 @@ def asyncapi() -> dict[str, Any]:
                 "send", "channelState", "Fold each channel event into its channel's state"
             ),
             "readLedger": operation(
-                "receive", "connectorLedger", "Read the ledger back in full at start"
+                "receive",
+                "connectorLedger",
+                "Read the ledger at start: after the latest snapshot's offsets, or in full",
+            ),
+            "writeLedgerSnapshots": operation(
+                "send", "connectorLedgerSnapshots", "Write a snapshot of the ledger's index"
+            ),
+            "readLedgerSnapshots": operation(
+                "receive", "connectorLedgerSnapshots", "Read the latest snapshot at start"
             ),
         },
         "components": {

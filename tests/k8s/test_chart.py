@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import tarfile
@@ -245,6 +246,48 @@ def test_connection_timeouts_reach_the_bridge() -> None:
     )
     loaded = bridge_config.load(configmap_data(render(values)))
     assert (loaded.http_header_timeout_s, loaded.http_keepalive_timeout_s) == (2.5, 620)
+
+
+# config.topics.<value> -> TopicsConfig field: every topic the bridge uses.
+CHART_TOPICS = {
+    "events": "events",
+    "commands": "commands",
+    "results": "results",
+    "deadLetter": "dead_letter",
+    "ledger": "ledger",
+    "channelState": "channel_state",
+    "ledgerSnapshots": "ledger_snapshots",
+}
+
+
+def test_every_topic_and_the_ledger_snapshot_setting_reach_the_bridge() -> None:
+    """The chart sets every topic, and its defaults are the bridge's own; each value reaches
+    its setting (a large snapshot threshold too, which helm reads as a float)."""
+    base = load_values("default-values.yaml")
+    data = configmap_data(render(base))
+    assert {name for name in bridge_config.DEFAULTS if name.startswith("BRIDGE_TOPIC_")} <= set(
+        data
+    )
+    assert set(CHART_TOPICS.values()) == {
+        field.name for field in dataclasses.fields(bridge_config.TopicsConfig)
+    }
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert set(CHART_TOPICS) == set(chart_values["config"]["topics"])
+    loaded, defaults = bridge_config.load(data), bridge_config.load({})
+    assert loaded.topics == defaults.topics
+    assert loaded.topics.ledger_snapshots == "bird.connector-ledger-snapshots"
+    assert data["BRIDGE_LEDGER_SNAPSHOT_RECORDS"] == "100000"
+    assert loaded.commands.ledger_snapshot_records == defaults.commands.ledger_snapshot_records
+
+    topics = {value: f"team-a.{value}" for value in CHART_TOPICS}
+    for records, expected in ((0, "0"), (2500000, "2500000")):
+        override = {"topics": topics, "commands": {"ledgerSnapshotRecords": records}}
+        data = configmap_data(render(merge(base, {"config": override})))
+        assert data["BRIDGE_LEDGER_SNAPSHOT_RECORDS"] == expected
+        loaded = bridge_config.load(data)
+        assert loaded.commands.ledger_snapshot_records == records
+        for value, field in CHART_TOPICS.items():
+            assert getattr(loaded.topics, field) == f"team-a.{value}"
 
 
 def test_prestop_exec_handler_uses_python_from_the_image() -> None:
@@ -1079,6 +1122,18 @@ def test_render_refuses_incomplete_or_contradictory_values(
         ({"lifecycle": {"preStopHandler": "shell"}}, "/lifecycle/preStopHandler"),
         ({"ingest": {"replicas": 3}}, "/ingest"),
         ({"config": {"kafka": {"topicPartition": 3}}}, "/config/kafka"),
+        (
+            {"config": {"topics": {"ledgerSnapshots": "ledger snapshots"}}},
+            "/config/topics/ledgerSnapshots",
+        ),
+        (
+            {"config": {"commands": {"ledgerSnapshotRecords": -1}}},
+            "/config/commands/ledgerSnapshotRecords",
+        ),
+        (
+            {"config": {"commands": {"ledgerSnapshotRecords": 0.5}}},
+            "/config/commands/ledgerSnapshotRecords",
+        ),
         ({"config": {"extraSettings": {"LOG_LEVEL": "debug"}}}, "/config/extraSettings"),
         ({"image": {"digest": "sha256:nothex"}}, "/image/digest"),
         (
