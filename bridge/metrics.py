@@ -241,6 +241,11 @@ class Metrics:
             "Command entries the ledger holds in memory (its idempotency window)",
             registry=r,
         )
+        self.ledger_records_after_snapshot = Gauge(
+            "bridge_ledger_records_after_snapshot",
+            "Ledger records a start would read besides the latest snapshot of the ledger's index",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "bridge_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
         )

@@ -46,7 +46,7 @@ from bridge.commands.ledger_state import (
 )
 from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
-from bridge.errors import LedgerRecordMissing
+from bridge.errors import LedgerRecordMissing, RecordTooLarge
 from bridge.events import Record, Tombstone
 from bridge.kafka.clients import consumer_settings, start_client, stop_client, topic_partitions
 from bridge.retry import KAFKA_BACKOFF, Retry
@@ -92,6 +92,12 @@ class Ledger:
     @property
     def topic(self) -> str:
         return self.config.topics.ledger
+
+    def records_after_snapshot(self) -> int:
+        """Ledger records (offsets, summed over the partitions) this replica has read past
+        the latest usable snapshot it knows of: what a start now reads besides the
+        snapshot; every record while there is none (or snapshots are off)."""
+        return max(0, sum(self._positions.values()) - self._covered)
 
     def size(self) -> int:
         """The commands indexed (every state; final ones within the window)."""
@@ -250,6 +256,14 @@ class Ledger:
                     self._covered = max(self._covered, covered)
                     if sum(self._positions.values()) - self._covered >= threshold:
                         await self.write_snapshot()
+                except RecordTooLarge as exc:  # the broker's limit is under a chunk's size
+                    log.warning(
+                        "no ledger snapshots written: the broker refuses their records",
+                        topic=self.snapshots.topic,
+                        size=exc.size,
+                        hint="raise the topic's max.message.bytes to 1 MiB or more",
+                    )
+                    return
                 except (KafkaError, LedgerBroken) as exc:
                     log.warning("ledger snapshot not written", reason=str(exc) or repr(exc))
                     await asyncio.sleep(SNAPSHOT_RETRY_S)

@@ -69,6 +69,7 @@ def commands_context(
         await bird.start()
         ledger = Ledger(config, host.publisher)
         host.metrics.ledger_entries.set_function(ledger.size)
+        host.metrics.ledger_records_after_snapshot.set_function(ledger.records_after_snapshot)
         results = KafkaResultSink(host.publisher, config.topics.results)
         executor = Executor(config, bird, ledger, results, host.metrics, tracing=host.tracing)
         worker = CommandWorker(

@@ -106,6 +106,9 @@ async def test_a_replica_starts_from_the_snapshot_and_reads_what_follows(
     async with ledger_of(config) as first:
         assert first.loaded_snapshot is None  # none yet: it read the ledger
         await write_commands(first, range(0, 40))
+        await first.sync()
+        # The gauge: every record (60 entries and the barriers) while there is no snapshot.
+        assert first.records_after_snapshot() >= 60
         manifest = await first.write_snapshot()
         await write_commands(first, range(40, 50))  # after the snapshot
     assert manifest.commands == 40
@@ -225,6 +228,7 @@ async def test_replicas_write_snapshots_as_the_ledger_grows_and_replace_an_unusa
         await write_commands(first, range(0, 10))  # 20 records, a barrier per partition
         one = await written(first, None)
         assert await latest_manifest(config) == one
+        assert first.records_after_snapshot() < 20  # the gauge: dropped with the snapshot
         forged = msgspec.structs.replace(one, window_s=60.0)
         await first.publisher.publish_durably(
             config.topics.ledger_snapshots,
