@@ -52,6 +52,7 @@ ALERT_NAMES = {
     "ChannelBridgeDeadLetters",
     "ChannelBridgeBirdUnavailable",
     "ChannelBridgeReconcileStale",
+    "ChannelBridgeLedgerSnapshotsBehind",
 }
 COMMANDS_ALERTS = {
     "ChannelBridgeCommandsLag",
@@ -59,6 +60,7 @@ COMMANDS_ALERTS = {
     "ChannelBridgeDeadLetters",
     "ChannelBridgeBirdUnavailable",
     "ChannelBridgeReconcileStale",
+    "ChannelBridgeLedgerSnapshotsBehind",
 }
 RUNBOOK_BASE = "https://git.example.com/channel-bridge/blob/v0.1.0/docs/operations.md"
 
@@ -162,17 +164,40 @@ def test_rules_pass_the_promtool_unit_tests(tmp_path: Path) -> None:
     assert "FAILED" not in result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_fail_on_a_wrong_threshold(tmp_path: Path) -> None:
-    """The unit tests see the rendered thresholds: halve one and they fail."""
-    values = monitoring_values(
-        metrics={"prometheusRule": {"alerts": {"commandsLag": {"threshold": 500}}}}
-    )
-    write_rules(tmp_path, prometheus_rule(render(values))["spec"])
+@pytest.mark.parametrize(
+    ("override", "alert"),
+    [
+        (
+            {"metrics": {"prometheusRule": {"alerts": {"commandsLag": {"threshold": 500}}}}},
+            "ChannelBridgeCommandsLag",
+        ),
+        (
+            {
+                "metrics": {
+                    "prometheusRule": {
+                        "alerts": {"ledgerSnapshotsBehind": {"recordsAbove": 250000}}
+                    }
+                }
+            },
+            "ChannelBridgeLedgerSnapshotsBehind",
+        ),
+        # The default threshold follows the snapshot interval: five of them.
+        (
+            {"config": {"commands": {"ledgerSnapshotRecords": 200000}}},
+            "ChannelBridgeLedgerSnapshotsBehind",
+        ),
+    ],
+)
+def test_promtool_unit_tests_fail_on_a_wrong_threshold(
+    tmp_path: Path, override: dict[str, Any], alert: str
+) -> None:
+    """The unit tests see the rendered thresholds: change one and they fail."""
+    write_rules(tmp_path, prometheus_rule(render(monitoring_values(**override)))["spec"])
     for test_file in ALERT_TESTS.glob("*.yaml"):
         shutil.copy(test_file, tmp_path / test_file.name)
     result = run([promtool(), "test", "rules", "channel-bridge.test.yaml"], tmp_path)
     assert result.returncode != 0
-    assert "alertname: ChannelBridgeCommandsLag" in result.stdout + result.stderr
+    assert f"alertname: {alert}" in result.stdout + result.stderr
 
 
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
@@ -235,6 +260,7 @@ def test_thresholds_durations_and_severities_come_from_values() -> None:
                     "deadLetters": {"window": "1h"},
                     "birdUnavailable": {"threshold": 0.5},
                     "reconcileStale": {"staleAfterSeconds": 7200},
+                    "ledgerSnapshotsBehind": {"for": "1h", "severity": "critical"},
                     "targetDown": {"enabled": False},
                 }
             }
@@ -254,6 +280,45 @@ def test_thresholds_durations_and_severities_come_from_values() -> None:
     assert "offset 1h" in got["ChannelBridgeDeadLetters"]["expr"]
     assert got["ChannelBridgeBirdUnavailable"]["expr"].endswith("> 0.5")
     assert got["ChannelBridgeReconcileStale"]["expr"].endswith("> 7200")
+    assert (
+        got["ChannelBridgeLedgerSnapshotsBehind"]["for"],
+        got["ChannelBridgeLedgerSnapshotsBehind"]["labels"],
+    ) == ("1h", {"severity": "critical"})
+
+
+def test_ledger_snapshots_alert_follows_the_snapshot_interval() -> None:
+    """Five snapshot intervals by default, `recordsAbove` instead when set; no alert when
+    snapshots are off."""
+    default = monitoring_spec()
+    assert alerts(default)["ChannelBridgeLedgerSnapshotsBehind"]["expr"].endswith("> 500000")
+    # Whole numbers however large (not 1.25e+07).
+    every = monitoring_values(config={"commands": {"ledgerSnapshotRecords": 2500000}})
+    rule = rendered_alerts(every)["ChannelBridgeLedgerSnapshotsBehind"]
+    assert rule["expr"].endswith("> 12500000")
+    assert "more than 12500000 ledger records" in rule["annotations"]["description"]
+    assert "a snapshot is due every 2500000" in rule["annotations"]["description"]
+    above = merge(
+        every,
+        {
+            "metrics": {
+                "prometheusRule": {"alerts": {"ledgerSnapshotsBehind": {"recordsAbove": 3000000}}}
+            }
+        },
+    )
+    rule = rendered_alerts(above)["ChannelBridgeLedgerSnapshotsBehind"]
+    assert rule["expr"].endswith("> 3000000")
+    assert "more than 3000000 ledger records" in rule["annotations"]["description"]
+    off = monitoring_values(config={"commands": {"ledgerSnapshotRecords": 0}})
+    assert set(rendered_alerts(off)) == ALERT_NAMES - {"ChannelBridgeLedgerSnapshotsBehind"}
+    off_with_threshold = merge(
+        off,
+        {
+            "metrics": {
+                "prometheusRule": {"alerts": {"ledgerSnapshotsBehind": {"recordsAbove": 1000}}}
+            }
+        },
+    )
+    assert "ChannelBridgeLedgerSnapshotsBehind" not in rendered_alerts(off_with_threshold)
 
 
 def test_alerts_follow_the_roles_and_reconciliation() -> None:
