@@ -1134,6 +1134,22 @@ def test_render_refuses_incomplete_or_contradictory_values(
             {"config": {"commands": {"ledgerSnapshotRecords": 0.5}}},
             "/config/commands/ledgerSnapshotRecords",
         ),
+        (
+            {
+                "metrics": {
+                    "prometheusRule": {"alerts": {"ledgerSnapshotsBehind": {"recordsAbove": 0}}}
+                }
+            },
+            "/metrics/prometheusRule/alerts/ledgerSnapshotsBehind/recordsAbove",
+        ),
+        (
+            {
+                "metrics": {
+                    "prometheusRule": {"alerts": {"ledgerSnapshotsBehind": {"recordsAbove": 1.5}}}
+                }
+            },
+            "/metrics/prometheusRule/alerts/ledgerSnapshotsBehind/recordsAbove",
+        ),
         ({"config": {"extraSettings": {"LOG_LEVEL": "debug"}}}, "/config/extraSettings"),
         ({"image": {"digest": "sha256:nothex"}}, "/image/digest"),
         (
