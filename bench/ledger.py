@@ -61,7 +61,7 @@ from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY, SimulatorSett
 from bridge import config as config_module
 from bridge import logs
 from bridge.commands.ledger_image import Manifest, decode_manifest
-from bridge.commands.ledger_snapshots import MANIFESTS, PARTITIONS, SNAPSHOTS_TOPIC_CONFIG
+from bridge.commands.ledger_snapshots import MANIFESTS, ensure_snapshots_topic
 from bridge.commands.ledger_state import Entry
 from bridge.commands.parse import parse_command
 from bridge.commands.results import result_value
@@ -330,12 +330,7 @@ async def run_size(
     config = config_module.load(env)
     topics = config.topics
     await ensure_topics(config.kafka, [topics.ledger], compacted=[topics.ledger])
-    await ensure_topics(
-        config.kafka,
-        [topics.ledger_snapshots],
-        configs={topics.ledger_snapshots: SNAPSHOTS_TOPIC_CONFIG},
-        partitions={topics.ledger_snapshots: PARTITIONS},
-    )
+    await ensure_snapshots_topic(config)
     probes = probe_ids(n, args.probes)
     now = datetime.now(UTC)
     began = time.monotonic()

@@ -15,8 +15,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from birdsim.server import SimulatorServer
 from birdsim.settings import DEFAULT_WORKSPACE_ID, DEV_ACCESS_KEY, SimulatorSettings
+from bridge.commands.ledger import Ledger
 from bridge.config import Config
 from bridge.kafka.clients import stop_client
+from bridge.kafka.publisher import Publisher
+from bridge.metrics import Metrics
 from bridge.tasks import stop_task
 
 FINAL = ("succeeded", "failed")
@@ -188,3 +191,19 @@ async def bird_connectors(url: str) -> list[dict[str, Any]]:
             token = page.get("nextPageToken") or ""
             if not token:
                 return found
+
+
+@asynccontextmanager
+async def ledger_of(config: Config) -> AsyncIterator[Ledger]:
+    """A started ``Ledger`` of ``config`` with its own publisher, stopped on exit."""
+    publisher = Publisher(config.kafka, Metrics())
+    await publisher.start()
+    ledger = Ledger(config, publisher)
+    try:
+        async with asyncio.timeout(30):
+            await publisher.ready.wait()
+            await ledger.start()
+        yield ledger
+    finally:
+        await ledger.stop()
+        await publisher.stop(timeout=5)

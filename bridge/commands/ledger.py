@@ -108,7 +108,8 @@ class Ledger:
         has none, or only a final one older than the window. Raises ``LedgerRecordMissing``
         when the index knows a record the topic no longer has (retention, a restarted
         memory-only broker)."""
-        await self._halt_if_failed()
+        if self.failure is not None:
+            await self._halt()
         position = self.state.locate(command_id)
         if position is None:
             return None
@@ -250,11 +251,10 @@ class Ledger:
             )
             return
         while self.failure is None:
-            if sum(self._positions.values()) - self._covered >= threshold:
+            if self.records_after_snapshot() >= threshold:
                 try:
-                    covered = await self._latest_covers()
-                    self._covered = max(self._covered, covered)
-                    if sum(self._positions.values()) - self._covered >= threshold:
+                    self._covered = max(self._covered, await self._latest_covers())
+                    if self.records_after_snapshot() >= threshold:
                         await self.write_snapshot()
                 except RecordTooLarge as exc:  # the broker's limit is under a chunk's size
                     log.warning(
@@ -358,22 +358,17 @@ class Ledger:
                 async with self._progress:
                     self._progress.notify_all()
 
-    def alive(self) -> bool:
-        """False once the index stopped following the ledger (``failure``)."""
-        return self.failure is None
-
     def broken(self) -> str | None:
         """Why the process must be restarted, if it must."""
         if self.failure is None:
             return None
         return f"the ledger's index stopped following {self.topic}: {type(self.failure).__name__}"
 
-    async def _halt_if_failed(self) -> None:
-        """Wait for ever (until cancelled by the shutdown) once the index stopped following
-        the ledger: a command decided on it could run twice. Its record stays uncommitted,
+    async def _halt(self) -> None:
+        """Wait for ever (until cancelled by the shutdown): the index stopped following the
+        ledger, and a command decided on it could run twice. Its record stays uncommitted,
         and is redelivered to a replica whose index is whole."""
-        if self.failure is not None:
-            await asyncio.Event().wait()
+        await asyncio.Event().wait()
 
     async def _read_back(self, command_id: str, position: tuple[int, int]) -> Entry | None:
         """The entry of ``command_id`` from its ledger record at ``position`` or later (a

@@ -20,6 +20,7 @@ import time
 import zlib
 from array import array
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -41,7 +42,13 @@ from bridge.commands.ledger_index import KEY_HASH
 from bridge.commands.ports import DurablePublisher
 from bridge.config import Config
 from bridge.events import Record, Tombstone
-from bridge.kafka.clients import consumer_settings, start_client, stop_client, topic_partitions
+from bridge.kafka.clients import (
+    consumer_settings,
+    ensure_topics,
+    start_client,
+    stop_client,
+    topic_partitions,
+)
 
 MANIFESTS, CHUNKS = 0, 1
 PARTITIONS = 2
@@ -53,6 +60,18 @@ SNAPSHOTS_TOPIC_CONFIG = {
     "segment.ms": str(3600 * 1000),
 }
 _FETCH_BYTES = 8 * 1024 * 1024
+
+
+async def ensure_snapshots_topic(config: Config) -> None:
+    """Create the snapshots topic if missing, with its 2 partitions and its config (the
+    app creates it with the others, from the same constants)."""
+    topic = config.topics.ledger_snapshots
+    await ensure_topics(
+        config.kafka,
+        [topic],
+        configs={topic: SNAPSHOTS_TOPIC_CONFIG},
+        partitions={topic: PARTITIONS},
+    )
 
 
 def chunk_key(generation: str, n: int) -> bytes:
@@ -73,20 +92,14 @@ class LedgerSnapshots:
     async def latest(self) -> Manifest | None:
         """The latest snapshot's manifest, checked against this bridge's settings. None
         when there is none; raises ``UnusableSnapshot`` when it cannot be loaded here."""
-        consumer = await self._consumer()
-        try:
+        async with self._consumer() as consumer:
             return await self._latest(consumer)
-        finally:
-            await stop_client(consumer)
 
     async def read(self, manifest: Manifest) -> LedgerImage:
         """The image of ``manifest``; raises ``UnusableSnapshot`` when its chunks are not
         all there (a retention or compaction that removed them)."""
-        consumer = await self._consumer()
-        try:
+        async with self._consumer() as consumer:
             return await self._read(consumer, manifest)
-        finally:
-            await stop_client(consumer)
 
     async def write(
         self,
@@ -142,21 +155,22 @@ class LedgerSnapshots:
                 partition=CHUNKS,
             )
 
-    async def _consumer(self) -> AIOKafkaConsumer:
+    @asynccontextmanager
+    async def _consumer(self) -> AsyncIterator[AIOKafkaConsumer]:
         consumer = AIOKafkaConsumer(
             **consumer_settings(self.config.kafka, group=None),
             max_partition_fetch_bytes=_FETCH_BYTES,
         )
         await start_client(consumer)
-        return consumer
+        try:
+            yield consumer
+        finally:
+            await stop_client(consumer)
 
     async def partitions(self) -> int:
         """How many partitions the snapshots topic has (0: it does not exist)."""
-        consumer = await self._consumer()
-        try:
+        async with self._consumer() as consumer:
             return len(await topic_partitions(consumer, self.topic))
-        finally:
-            await stop_client(consumer)
 
     async def _latest(self, consumer: AIOKafkaConsumer) -> Manifest | None:
         found = await topic_partitions(consumer, self.topic)

@@ -76,7 +76,7 @@ def commands_context(
             config, host.publisher, ledger, executor, host.metrics, tracing=host.tracing
         )
         host.readiness_checks.append(worker.connected)
-        host.readiness_checks.append(ledger.alive)
+        host.readiness_checks.append(lambda: ledger.broken() is None)
         host.liveness_checks.append(ledger.broken)
         await worker.start()
         # The channel-state fold and periodic reconciliation (contract section 10).

@@ -4,8 +4,7 @@ and its result is read back from there, byte for byte, also by a replica that ju
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import aiohttp
@@ -14,12 +13,9 @@ import pytest
 
 from bridge.commands.ledger import Ledger
 from bridge.commands.ledger_state import Entry
-from bridge.config import Config
 from bridge.errors import LedgerRecordMissing
 from bridge.events import rfc3339
 from bridge.kafka.clients import ensure_topics
-from bridge.kafka.publisher import Publisher
-from bridge.metrics import Metrics
 from tests.bridge_helpers import running_bridge
 from tests.command_helpers import (
     CommandClient,
@@ -28,6 +24,7 @@ from tests.command_helpers import (
     command_env,
     create_command,
     fast_simulator,
+    ledger_of,
 )
 from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
@@ -47,21 +44,6 @@ def result(command_id: str, status: str) -> bytes:
             "data": {"status": status, "connector": CONNECTOR, "score": 0.1, "note": "café ☕"},
         }
     )
-
-
-@asynccontextmanager
-async def ledger_of(config: Config) -> AsyncIterator[Ledger]:
-    publisher = Publisher(config.kafka, Metrics())
-    await publisher.start()
-    ledger = Ledger(config, publisher)
-    try:
-        async with asyncio.timeout(15):
-            await publisher.ready.wait()
-            await ledger.start()
-        yield ledger
-    finally:
-        await ledger.stop()
-        await publisher.stop(timeout=5)
 
 
 async def test_a_finished_command_is_read_back_byte_for_byte(any_broker: Broker) -> None:

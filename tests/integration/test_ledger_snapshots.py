@@ -6,8 +6,6 @@ ledger instead."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import msgspec
@@ -21,16 +19,14 @@ from bridge.commands.ledger_snapshots import (
     CHUNKS,
     MANIFEST_KEY,
     MANIFESTS,
-    PARTITIONS,
-    SNAPSHOTS_TOPIC_CONFIG,
     chunk_key,
+    ensure_snapshots_topic,
 )
 from bridge.commands.ledger_state import SNAPSHOT_MARKER_PREFIX, Entry
 from bridge.config import Config
 from bridge.events import Record, rfc3339
 from bridge.kafka.clients import consumer_settings, ensure_topics
-from bridge.kafka.publisher import Publisher
-from bridge.metrics import Metrics
+from tests.command_helpers import ledger_of
 from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config
 
@@ -38,29 +34,17 @@ pytestmark = pytest.mark.integration
 
 
 async def topics_of(config: Config) -> None:
-    topics = config.topics
-    await ensure_topics(config.kafka, [topics.ledger], compacted=[topics.ledger])
-    await ensure_topics(
-        config.kafka,
-        [topics.ledger_snapshots],
-        configs={topics.ledger_snapshots: SNAPSHOTS_TOPIC_CONFIG},
-        partitions={topics.ledger_snapshots: PARTITIONS},
+    await ensure_topics(config.kafka, [config.topics.ledger], compacted=[config.topics.ledger])
+    await ensure_snapshots_topic(config)
+
+
+async def publish_manifest(ledger: Ledger, manifest: Manifest) -> None:
+    """``manifest`` as the latest snapshot (a forgery, for the loader to refuse)."""
+    await ledger.publisher.publish_durably(
+        ledger.config.topics.ledger_snapshots,
+        Record(key=MANIFEST_KEY, value=encode_manifest(manifest)),
+        partition=MANIFESTS,
     )
-
-
-@asynccontextmanager
-async def ledger_of(config: Config) -> AsyncIterator[Ledger]:
-    publisher = Publisher(config.kafka, Metrics())
-    await publisher.start()
-    ledger = Ledger(config, publisher)
-    try:
-        async with asyncio.timeout(30):
-            await publisher.ready.wait()
-            await ledger.start()
-        yield ledger
-    finally:
-        await ledger.stop()
-        await publisher.stop(timeout=5)
 
 
 def result(command_id: str) -> bytes:
@@ -164,11 +148,7 @@ async def test_a_snapshot_that_is_not_what_it_says_is_not_used(
             forged = msgspec.structs.replace(manifest, chunks=chunks)
         else:
             forged = msgspec.structs.replace(manifest, ledger_topic="another-ledger")
-        await first.publisher.publish_durably(
-            config.topics.ledger_snapshots,
-            Record(key=MANIFEST_KEY, value=encode_manifest(forged)),
-            partition=MANIFESTS,
-        )
+        await publish_manifest(first, forged)
     assert await latest_manifest(config) == forged
     async with ledger_of(config) as second:
         assert second.loaded_snapshot is None  # it read the whole ledger instead
@@ -230,11 +210,7 @@ async def test_replicas_write_snapshots_as_the_ledger_grows_and_replace_an_unusa
         assert await latest_manifest(config) == one
         assert first.records_after_snapshot() < 20  # the gauge: dropped with the snapshot
         forged = msgspec.structs.replace(one, window_s=60.0)
-        await first.publisher.publish_durably(
-            config.topics.ledger_snapshots,
-            Record(key=MANIFEST_KEY, value=encode_manifest(forged)),
-            partition=MANIFESTS,
-        )
+        await publish_manifest(first, forged)
         await write_commands(first, range(10, 20))
         two = await written(first, one)
         assert await latest_manifest(config) == two
