@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from bridge.collector import freeze_startup_objects, unfreeze
 from bridge.commands.ledger_snapshots import PARTITIONS as SNAPSHOTS_PARTITIONS
 from bridge.commands.ledger_snapshots import SNAPSHOTS_TOPIC_CONFIG
 from bridge.commands.runtime import commands_context
@@ -284,22 +285,28 @@ async def serve(
     except OSError as exc:  # taken between the check and now
         await runner.cleanup()
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+    # Start-up is over: what it made stays, out of the collector's full passes (p99).
+    frozen = freeze_startup_objects()
     log.info(
         "bridge started",
         roles=list(bridge.roles),
         listen=f"http://{config.http_host}:{config.http_port}",
         kafka=config.kafka.bootstrap_servers,
+        frozen_objects=frozen,
     )
-    await stop.wait()
-    log.info("shutting down", deadline_s=config.shutdown_timeout_s)
-    bridge.draining = True
-    started = time.monotonic()
     try:
-        async with asyncio.timeout(config.shutdown_timeout_s):
-            await runner.cleanup()
-    except TimeoutError:
-        log.error("shutdown deadline passed; exiting anyway")
-    log.info("stopped", took_s=round(time.monotonic() - started, 2))
+        await stop.wait()
+        log.info("shutting down", deadline_s=config.shutdown_timeout_s)
+        bridge.draining = True
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(config.shutdown_timeout_s):
+                await runner.cleanup()
+        except TimeoutError:
+            log.error("shutdown deadline passed; exiting anyway")
+        log.info("stopped", took_s=round(time.monotonic() - started, 2))
+    finally:
+        unfreeze()  # a process that serves again (the tests) keeps no garbage for ever
 
 
 def bound_port(runner: web.AppRunner) -> int:
