@@ -382,7 +382,8 @@ async def main(args: argparse.Namespace) -> int:
             "bridge-before",
             "(a0) bridge before",
             "bridge",
-            ((BEFORE_ENV, str(args.before.resolve())),),
+            # On the same loop as (a), whatever that revision's default.
+            (*MAIN[0].env, (BEFORE_ENV, str(args.before.resolve()))),
         )
         targets.insert(1, before)
     broker, settings = bench_broker(args.broker, work)
