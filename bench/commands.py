@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 import uuid
@@ -53,7 +54,9 @@ from birdsim.settings import (
     FaultSettings,
     SimulatorSettings,
 )
+from bridge import config as config_module
 from bridge import logs
+from bridge.kafka.clients import ensure_topics
 from bridge.kafka.embedded import free_port
 from tests.kafka_cluster import KAFKA_VERSION
 
@@ -273,6 +276,10 @@ class Overhead:
     def added(self) -> list[float]:
         return [e - b for e, b in zip(self.end_to_end, self.bird, strict=True)]
 
+    @property
+    def cpu_per_command_us(self) -> float:
+        return 1e6 * self.cpu_s / max(1, self.succeeded)
+
 
 @dataclass
 class Sustained:
@@ -287,6 +294,10 @@ class Sustained:
     latencies: list[float]  # seconds, each command's send to its final result
     cpu_s: float
     rss_mb: float
+
+    @property
+    def cpu_per_command_us(self) -> float:
+        return 1e6 * self.cpu_s / max(1, self.succeeded)
 
     @property
     def achieved(self) -> float:
@@ -410,18 +421,46 @@ async def traced_steps(
     return [s for s in found if s is not None]
 
 
+def naive_argv(env: dict[str, str], port: int, follow_interval: float) -> list[str]:
+    """``bench.servers naive-commands`` with the bridge's topics, Bird, Kafka client settings
+    and event loop (from ``env``, the bridge's settings)."""
+    config = config_module.load(env)
+    kafka = config.kafka
+    return [
+        sys.executable,
+        "-m",
+        "bench.servers",
+        "naive-commands",
+        f"--port={port}",
+        f"--bootstrap={kafka.bootstrap_servers}",
+        f"--topic={config.topics.commands}",
+        f"--results-topic={config.topics.results}",
+        f"--bird-url={env['BRIDGE_BIRD_API_URL']}",
+        f"--workspace={env['BRIDGE_BIRD_WORKSPACE_ID']}",
+        f"--access-key={env['BRIDGE_BIRD_ACCESS_KEY']}",
+        f"--follow-interval={follow_interval:g}",
+        f"--linger-ms={kafka.linger_ms}",
+        f"--max-batch-bytes={kafka.max_batch_bytes}",
+        f"--fetch-max-wait-ms={kafka.fetch_max_wait_ms}",
+        f"--loop={config.event_loop}",
+    ]
+
+
 async def run_overhead(
     broker: Target,
     sim: SimulatorServer,
     args: argparse.Namespace,
     work: Path,
     sink: OtlpSink | None = None,
+    *,
+    naive: bool = False,
 ) -> tuple[Overhead, Sustained, list[dict[str, float]]]:
     """One ``bridge run --role commands`` (defaults: 100 in flight), Bird at zero latency and
     channels active at once: ``--overhead-commands`` creates sent at once, then creates at
     ``--sustain-rate`` per second for ``--sustain-seconds``. ``sink``: the bridge exports
-    its spans there, and the burst's commands are timed step by step."""
-    suffix = f"overhead-{uuid.uuid4().hex[:6]}"
+    its spans there, and the burst's commands are timed step by step. ``naive``: the same
+    for the naive executor (``bench.servers naive-commands``) instead of the bridge."""
+    suffix = f"{'naive' if naive else 'overhead'}-{uuid.uuid4().hex[:6]}"
     port = free_port()
     env = bridge_env(
         broker.bootstrap,
@@ -439,12 +478,19 @@ async def run_overhead(
     burst = [f"burst-{suffix}-{n:04d}" for n in range(args.overhead_commands)]
     total = int(args.sustain_rate * args.sustain_seconds)
     steady = [f"steady-{suffix}-{n:06d}" for n in range(total)]
+    if naive:  # the bridge creates its topics; the naive executor does not
+        config = config_module.load(env)
+        await ensure_topics(config.kafka, [config.topics.commands, config.topics.results])
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         async with (
             Child(
-                "bridge-overhead", bridge_argv("commands"), port=port, env=env, log_dir=work
+                "naive-commands" if naive else "bridge-overhead",
+                naive_argv(env, port, args.follow_interval) if naive else bridge_argv("commands"),
+                port=port,
+                env=env,
+                log_dir=work,
             ) as bridge,
             results_reader(broker.bootstrap, env["BRIDGE_TOPIC_RESULTS"]) as results,
         ):
@@ -513,45 +559,60 @@ ADDED_P99_MS = 20.0
 SUSTAIN_SHARE = 0.99
 
 
-def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, bool]]]:
+def _burst_row(name: str, o: Overhead) -> list[str]:
     ms = [1000 * v for v in o.added]
     e2e = [1000 * v for v in o.end_to_end]
     bird = [1000 * v for v in o.bird]
-    rows = [
-        [
-            f"{o.in_flight} at once",
-            f"{o.succeeded}/{o.in_flight}",
-            f"{percentile(e2e, 50):.1f} / {percentile(e2e, 99):.1f}",
-            f"{percentile(bird, 50):.2f} / {percentile(bird, 99):.2f}",
-            f"{percentile(ms, 50):.1f} / {percentile(ms, 99):.1f}",
-            f"{1e6 * o.cpu_s / max(1, o.succeeded):.0f}",
-        ]
+    return [
+        name,
+        f"{o.in_flight} at once",
+        f"{o.succeeded}/{o.in_flight}",
+        f"{percentile(e2e, 50):.1f} / {percentile(e2e, 99):.1f}",
+        f"{percentile(bird, 50):.2f} / {percentile(bird, 99):.2f}",
+        f"{percentile(ms, 50):.1f} / {percentile(ms, 99):.1f}",
+        f"{o.cpu_per_command_us:.0f}",
     ]
+
+
+def _sustained_row(name: str, s: Sustained) -> list[str]:
+    return [
+        name,
+        f"{s.rate:g}/s for {s.seconds:g} s",
+        f"{s.succeeded}/{s.sent}",
+        f"{s.finished_s:.1f}",
+        f"{s.achieved:.0f}",
+        f"{1000 * percentile(s.latencies, 50):.0f} / {1000 * percentile(s.latencies, 99):.0f}",
+        f"{s.cpu_per_command_us:.0f}",
+        f"{100 * s.cpu_s / max(s.finished_s, 1e-9):.0f}",
+        f"{s.rss_mb:.1f}",
+    ]
+
+
+def overhead_report(
+    o: Overhead, s: Sustained, *, naive: tuple[Overhead, Sustained] | None = None
+) -> tuple[str, list[tuple[str, bool]]]:
+    """The bridge's burst and sustained tables (with the naive executor's rows beside when
+    measured, and the ratios), and the targets' checks (the bridge's)."""
+    bursts = [_burst_row("bridge", o)]
+    steadies = [_sustained_row("bridge", s)]
+    if naive is not None:
+        bursts.append(_burst_row("naive executor", naive[0]))
+        steadies.append(_sustained_row("naive executor", naive[1]))
     text = table(
         [
+            "process",
             "commands",
             "succeeded",
             "end-to-end p50/p99 ms",
             "Bird p50/p99 ms",
-            "bridge's own p50/p99 ms",
+            "own p50/p99 ms",
             "CPU us/cmd",
         ],
-        rows,
+        bursts,
     )
-    rows = [
-        [
-            f"{s.rate:g}/s for {s.seconds:g} s",
-            f"{s.succeeded}/{s.sent}",
-            f"{s.finished_s:.1f}",
-            f"{s.achieved:.0f}",
-            f"{1000 * percentile(s.latencies, 50):.0f} / {1000 * percentile(s.latencies, 99):.0f}",
-            f"{1e6 * s.cpu_s / max(1, s.succeeded):.0f}",
-            f"{100 * s.cpu_s / max(s.finished_s, 1e-9):.0f}",
-            f"{s.rss_mb:.1f}",
-        ]
-    ]
     text += "\n\n" + table(
         [
+            "process",
             "creates sent",
             "succeeded",
             "seconds to last result",
@@ -561,9 +622,30 @@ def overhead_report(o: Overhead, s: Sustained) -> tuple[str, list[tuple[str, boo
             "CPU %",
             "peak RSS MB",
         ],
-        rows,
+        steadies,
     )
+    ms = [1000 * v for v in o.added]
     p99 = percentile(ms, 99)
+    if naive is not None:
+        n_o, n_s = naive
+        n_p99 = percentile([1000 * v for v in n_o.added], 99)
+        ratios = [
+            ["own latency p99, at once", f"{p99 / n_p99:.2f}" if n_p99 > 0 else "-"],
+            [
+                "CPU per command, at once",
+                f"{o.cpu_per_command_us / n_o.cpu_per_command_us:.2f}"
+                if n_o.cpu_per_command_us
+                else "-",
+            ],
+            [
+                "CPU per command, sustained",
+                f"{s.cpu_per_command_us / n_s.cpu_per_command_us:.2f}"
+                if n_s.cpu_per_command_us
+                else "-",
+            ],
+        ]
+        text += "\n\nbridge / naive executor (same broker, same simulator, one after the other):\n"
+        text += table(["figure", "ratio"], ratios)
     checks = [
         (
             f"the bridge's own latency per command p99 < {ADDED_P99_MS:g} ms at "
@@ -640,6 +722,7 @@ async def main(args: argparse.Namespace) -> int:
         ),
     )
     overhead: tuple[Overhead, Sustained] | None = None
+    naive: tuple[Overhead, Sustained] | None = None
     steps: list[dict[str, float]] = []
     broker, broker_settings = bench_broker(args.broker, work)
     target = Target(broker.bootstrap, broker_settings, dict(args.bridge_env))
@@ -656,6 +739,11 @@ async def main(args: argparse.Namespace) -> int:
                 async with SimulatorServer(instant) as sim:
                     costs, sustained, steps = await run_overhead(target, sim, args, work, sink)
                     overhead = (costs, sustained)
+                    if args.naive:
+                        n_costs, n_sustained, _ = await run_overhead(
+                            target, sim, args, work, naive=True
+                        )
+                        naive = (n_costs, n_sustained)
             finally:
                 if sink is not None:
                     await sink.stop()
@@ -692,7 +780,7 @@ async def main(args: argparse.Namespace) -> int:
             for problem in problems[:5]:
                 print(f"        {problem}")
     if overhead is not None:
-        text, checks = overhead_report(*overhead)
+        text, checks = overhead_report(*overhead, naive=naive)
         print(
             "\nOverhead: one `bridge run --role commands` (BRIDGE_COMMANDS_MAX_IN_FLIGHT="
             f"{max(args.overhead_commands, args.sustain_in_flight)}, "
@@ -780,6 +868,13 @@ def parse_args() -> argparse.Namespace:
         help="the bridge's BRIDGE_COMMANDS_MAX_IN_FLIGHT for both overhead parts (at least "
         "--overhead-commands): a create is in flight until Bird reports its channel active, "
         "one poll interval or more even at zero latency",
+    )
+    parser.add_argument(
+        "--no-naive",
+        dest="naive",
+        action="store_false",
+        help="skip the naive executor (bench.servers naive-commands) beside the bridge's "
+        "overhead parts",
     )
     return parser.parse_args()
 

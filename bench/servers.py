@@ -1,22 +1,41 @@
-"""Baseline webhook receivers for ``bench.ingest``, each run as its own process.
+"""Baselines for the benchmarks, each run as its own process.
 
-``bare``: answers 204 and does nothing else (no Kafka). ``naive``: verifies nothing and
-calls aiokafka ``send_and_wait`` once per request with the bridge's producer settings
-(acks=all, no idempotence, ``--linger-ms`` = the bridge's ``BRIDGE_KAFKA_LINGER_MS``).
-Both serve ``GET /readyz`` once they can take requests.
+Webhook receivers for ``bench.ingest``: ``bare`` answers 204 and does nothing else (no
+Kafka). ``naive`` verifies nothing and calls aiokafka ``send_and_wait`` once per request
+with the bridge's producer settings (acks=all, no idempotence, ``--linger-ms`` = the
+bridge's ``BRIDGE_KAFKA_LINGER_MS``).
+
+A command executor for ``bench.commands``: ``naive-commands`` reads creates from
+``--topic`` and, for each one at once, makes the Bird calls the bridge makes (POST the
+connector, GET it until it names its channel, GET the channel until it is active, polls
+``--follow-interval`` apart) and produces one final result to ``--results-topic`` with
+``send_and_wait``. Nothing else: no validation, no ledger, no accepted result, no
+retries, offsets auto-committed. It is the floor for these calls in Python with aiohttp
+and aiokafka, beside which the bridge's own latency and CPU per command are judged.
+
+All serve ``GET /readyz`` once they can take work.
 
     python -m bench.servers bare --port 8090
     python -m bench.servers naive --port 8090 --bootstrap 127.0.0.1:9092 --topic t
     python -m bench.servers bare --port 8090 --loop uvloop
+    python -m bench.servers naive-commands --port 8090 --bootstrap 127.0.0.1:9092 \\
+        --topic commands --results-topic results --bird-url http://127.0.0.1:8081 \\
+        --workspace W --access-key K
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
+import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
 from bridge.loops import loop_factory
 
@@ -53,17 +72,126 @@ def naive_app(bootstrap: str, topic: str, linger_ms: int) -> web.Application:
     return app
 
 
+class Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Set once the consumer group gave this consumer its partitions."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
+class NaiveCommands:
+    """``naive-commands``: each create read is executed at once, in its own task."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.base = f"{args.bird_url.rstrip('/')}/workspaces/{args.workspace}"
+        self.headers = {"Authorization": f"AccessKey {args.access_key}"}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        args = self.args
+        producer = AIOKafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=args.linger_ms,
+            max_batch_size=args.max_batch_bytes,
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=args.bootstrap,
+            group_id=f"naive-commands-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=args.fetch_max_wait_ms,
+        )
+        session = aiohttp.ClientSession()
+        await producer.start()
+        await consumer.start()
+        assigned = Assigned()
+        consumer.subscribe([args.topic], listener=assigned)
+        loop = asyncio.create_task(self.consume(consumer, producer, session))
+        await assigned.wait()  # ready once it reads its partitions
+        yield
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        await consumer.stop()
+        await producer.stop()
+        await session.close()
+
+    async def consume(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, session: aiohttp.ClientSession
+    ) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    task = asyncio.create_task(self.execute(record.value, producer, session))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+
+    async def execute(
+        self, value: bytes, producer: AIOKafkaProducer, session: aiohttp.ClientSession
+    ) -> None:
+        command = orjson.loads(value)
+        async with session.post(
+            f"{self.base}/connectors", json=command["connector"], headers=self.headers
+        ) as response:
+            connector: dict[str, Any] = await response.json()
+        channel: dict[str, Any] = {}
+        while True:
+            channel_id = (connector.get("channel") or {}).get("channelId")
+            if channel_id is None:
+                connector = await self.get(session, f"/connectors/{connector['id']}")
+                channel_id = (connector.get("channel") or {}).get("channelId")
+            if channel_id is not None:
+                channel = await self.get(session, f"/channels/{channel_id}")
+                if channel.get("status") == "active":
+                    break
+            await asyncio.sleep(self.args.follow_interval)
+        result = {
+            "subject": command["commandId"],
+            "data": {"status": "succeeded", "connector": connector, "channel": channel},
+        }
+        await producer.send_and_wait(
+            self.args.results_topic, orjson.dumps(result), key=command["commandId"].encode()
+        )
+
+    async def get(self, session: aiohttp.ClientSession, path: str) -> dict[str, Any]:
+        async with session.get(self.base + path, headers=self.headers) as response:
+            found: dict[str, Any] = await response.json()
+            return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["bare", "naive"])
+    parser.add_argument("mode", choices=["bare", "naive", "naive-commands"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--topic", default="")
     parser.add_argument("--linger-ms", type=int, default=5)
+    parser.add_argument("--max-batch-bytes", type=int, default=16384)
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=500)
+    parser.add_argument("--results-topic", default="")
+    parser.add_argument("--bird-url", default="")
+    parser.add_argument("--workspace", default="")
+    parser.add_argument("--access-key", default="")
+    parser.add_argument("--follow-interval", type=float, default=0.25)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     if args.mode == "naive":
         app = naive_app(args.bootstrap, args.topic, args.linger_ms)
+    elif args.mode == "naive-commands":
+        app = web.Application()
+        app.cleanup_ctx.append(NaiveCommands(args).context)
     else:
         app = web.Application()
         app.router.add_post(PATH, bare)
