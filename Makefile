@@ -53,7 +53,7 @@ bench: install kafka-tools
 	command -v wrk >/dev/null || apt-get install -y wrk
 	command -v kcat >/dev/null || apt-get install -y kcat || true
 	status=0; \
-	$(BIN)/python -m bench.ingest --compare workers --compare uvloop || status=1; \
+	$(BIN)/python -m bench.ingest --compare workers --compare uvloop --compare required || status=1; \
 	$(BIN)/python -m bench.commands || status=1; \
 	$(BIN)/python -m bench.ledger || status=1; \
 	exit $$status

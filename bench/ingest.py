@@ -10,15 +10,18 @@ warm-up and a measured wrk run at the same concurrency:
     (c) naive   ``bench.servers naive``: no checks, one ``send_and_wait`` per request
 
 ``--compare workers`` adds the bridge with ``BRIDGE_HTTP_WORKERS=2``; ``--compare uvloop``
-the bridge and the bare handler on uvloop. Figures are the median of the runs with min and
-max; the targets (PASS/FAIL) are checked on the medians of per-run ratios.
+the bridge and the bare handler on uvloop; ``--compare required`` a handler doing the work
+every webhook requires and nothing else (``bench.servers required``: the bridge's own
+verify and normalize, one keyed ``send_and_wait``), the floor for that work. Figures are
+the median of the runs with min and max; the targets (PASS/FAIL) are checked on the
+medians of per-run ratios.
 
 Every request carries a distinct ``messagebird-request-id`` (the bridge dedupes on it). The
 signature covers timestamp, URL and body only, so a few hundred pre-signed bodies are cycled
 with fresh ids. Afterwards each bridge's topic is read back and compared with its 204 count.
 
     python -m bench.ingest [--broker embedded|kafka] [--runs 3] [--duration 8] [--warmup 2]
-                           [--compare workers] [--compare uvloop]
+                           [--compare workers] [--compare uvloop] [--compare required]
                            [--connections 64] [--profile out.txt] [--workspaces 500]
                            [--before FOLDER]
 
@@ -229,7 +232,7 @@ class Target:
 
     name: str
     label: str
-    kind: str  # "bridge", "bare" or "naive"
+    kind: str  # "bridge", "bare", "naive" or "required"
     env: tuple[tuple[str, str], ...] = ()
     extra_argv: tuple[str, ...] = ()
 
@@ -245,6 +248,7 @@ VARIANTS: dict[str, tuple[Target, ...]] = {
     "workers": (
         Target("bridge-2w", "(a2) bridge, 2 workers", "bridge", (("BRIDGE_HTTP_WORKERS", "2"),)),
     ),
+    "required": (Target("required", "(d) required work, send_and_wait", "required"),),
     "uvloop": (
         Target(
             "bridge-uvloop", "(a) bridge on uvloop", "bridge", (("BRIDGE_EVENT_LOOP", "uvloop"),)
@@ -340,10 +344,13 @@ def target_argv(target: Target, port: int, env: dict[str, str], naive_topic: str
             return [sys.executable, "-c", _RUN_FROM, "run", "--role", "ingest"]
         return bridge_argv("ingest")
     argv = [sys.executable, "-m", "bench.servers", target.kind, "--port", str(port)]
-    if target.kind == "naive":
+    if target.kind in ("naive", "required"):
         kafka = config_module.load(env).kafka
         argv += ["--bootstrap", kafka.bootstrap_servers, "--topic", naive_topic]
         argv += ["--linger-ms", str(kafka.linger_ms)]
+    if target.kind == "required":
+        argv += ["--signing-key", env["BRIDGE_WEBHOOK_SIGNING_KEY"]]
+        argv += ["--url", env["BRIDGE_WEBHOOK_PUBLIC_URL"]]
     return [*argv, *target.extra_argv]
 
 
@@ -461,6 +468,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{workers_report(runs)}\n")
     if "uvloop" in args.compare:
         print(f"{uvloop_report(runs)}\n")
+    if "required" in args.compare:
+        print(f"{required_report(runs)}\n")
     if args.before is not None:
         print(f"{before_report(runs, args.before)}\n")
     for target in bridge_targets(targets):
@@ -710,6 +719,18 @@ def uvloop_report(runs: dict[str, list[Measured]]) -> str:
     )
 
 
+def required_report(runs: dict[str, list[Measured]]) -> str:
+    rows = [
+        ratio_row("required work / naive", runs["required"], runs["naive"]),
+        ratio_row("bridge / required work", runs["bridge"], runs["required"]),
+        ratio_row("required work / bare", runs["required"], runs["bare"]),
+    ]
+    return (
+        "The work every webhook requires (verify, normalize, keyed publish), nothing else "
+        "(same runs):\n" + table(["", "throughput ratio", "CPU per request ratio"], rows)
+    )
+
+
 def before_report(runs: dict[str, list[Measured]], folder: Path) -> str:
     rows = [
         ratio_row("bridge / bridge before", runs["bridge"], runs["bridge-before"]),
@@ -741,7 +762,9 @@ def parse_args() -> argparse.Namespace:
         action="append",
         default=[],
         help="also run these variants, interleaved with the others: workers (the bridge "
-        "with BRIDGE_HTTP_WORKERS=2), uvloop (bridge and bare on uvloop); repeatable",
+        "with BRIDGE_HTTP_WORKERS=2), uvloop (bridge and bare on uvloop), required (a "
+        "handler doing only the work every webhook requires: verify, normalize, keyed "
+        "send_and_wait); repeatable",
     )
     parser.add_argument(
         "--before",

@@ -3,7 +3,11 @@
 Webhook receivers for ``bench.ingest``: ``bare`` answers 204 and does nothing else (no
 Kafka). ``naive`` verifies nothing and calls aiokafka ``send_and_wait`` once per request
 with the bridge's producer settings (acks=all, no idempotence, ``--linger-ms`` = the
-bridge's ``BRIDGE_KAFKA_LINGER_MS``).
+bridge's ``BRIDGE_KAFKA_LINGER_MS``). ``required`` does what the contract requires of
+every webhook and nothing more, with the bridge's own pure functions: verifies the
+signature (``--signing-key``, ``--url``), parses and normalizes the body into the
+bridge's CloudEvent record (key = channel id, headers), and publishes it with
+``send_and_wait``; no dedupe, no metrics, no log, no error answers beyond aiohttp's 500.
 
 A command executor for ``bench.commands``: ``naive-commands`` reads creates from
 ``--topic`` and, for each one at once, makes the Bird calls the bridge makes (POST the
@@ -17,6 +21,8 @@ All serve ``GET /readyz`` once they can take work.
 
     python -m bench.servers bare --port 8090
     python -m bench.servers naive --port 8090 --bootstrap 127.0.0.1:9092 --topic t
+    python -m bench.servers required --port 8090 --bootstrap 127.0.0.1:9092 --topic t \\
+        --signing-key K --url https://bridge.example.com/webhooks/bird
     python -m bench.servers bare --port 8090 --loop uvloop
     python -m bench.servers naive-commands --port 8090 --bootstrap 127.0.0.1:9092 \\
         --topic commands --results-topic results --bird-url http://127.0.0.1:8081 \\
@@ -29,7 +35,8 @@ import argparse
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -37,6 +44,13 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
+from bridge.ingest.normalize import bird_time, normalize_event, parse_body
+from bridge.ingest.verify import (
+    REQUEST_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
 from bridge.loops import loop_factory
 
 PATH = "/webhooks/bird"
@@ -51,13 +65,45 @@ async def bare(_request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def naive_app(bootstrap: str, topic: str, linger_ms: int) -> web.Application:
+def required_app(args: argparse.Namespace) -> web.Application:
+    keys = [args.signing_key]
+
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
-        await request.app[PRODUCER].send_and_wait(topic, body)
+        headers = request.headers
+        verify_signature(
+            signatures=headers.getall(SIGNATURE_HEADER, []),
+            timestamps=headers.getall(TIMESTAMP_HEADER, []),
+            url=args.url,
+            body=body,
+            keys=keys,
+        )
+        parsed = parse_body(body)
+        payload = parsed.get("payload")
+        record = normalize_event(
+            parsed,
+            raw_body=body,
+            request_id=headers.get(REQUEST_ID_HEADER),
+            default_workspace_id=None,
+            received_at=datetime.now(UTC),
+            origin="webhook",
+            stamp=bird_time(payload) if isinstance(payload, dict) else None,
+        )
+        await request.app[PRODUCER].send_and_wait(
+            args.topic, record.value, key=record.key, headers=list(record.headers)
+        )
         return web.Response(status=204)
 
-    async def producer_ctx(app: web.Application) -> AsyncIterator[None]:
+    app = web.Application()
+    app.cleanup_ctx.append(producer_context(args.bootstrap, args.linger_ms))
+    app.router.add_post(PATH, handle)
+    return app
+
+
+def producer_context(
+    bootstrap: str, linger_ms: int
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=linger_ms
         )
@@ -66,8 +112,17 @@ def naive_app(bootstrap: str, topic: str, linger_ms: int) -> web.Application:
         yield
         await producer.stop()
 
+    return context
+
+
+def naive_app(bootstrap: str, topic: str, linger_ms: int) -> web.Application:
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        await request.app[PRODUCER].send_and_wait(topic, body)
+        return web.Response(status=204)
+
     app = web.Application()
-    app.cleanup_ctx.append(producer_ctx)
+    app.cleanup_ctx.append(producer_context(bootstrap, linger_ms))
     app.router.add_post(PATH, handle)
     return app
 
@@ -173,13 +228,15 @@ class NaiveCommands:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["bare", "naive", "naive-commands"])
+    parser.add_argument("mode", choices=["bare", "naive", "required", "naive-commands"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--topic", default="")
     parser.add_argument("--linger-ms", type=int, default=5)
     parser.add_argument("--max-batch-bytes", type=int, default=16384)
     parser.add_argument("--fetch-max-wait-ms", type=int, default=500)
+    parser.add_argument("--signing-key", default="")
+    parser.add_argument("--url", default="", help="the URL Bird signs (the public URL)")
     parser.add_argument("--results-topic", default="")
     parser.add_argument("--bird-url", default="")
     parser.add_argument("--workspace", default="")
@@ -189,6 +246,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "naive":
         app = naive_app(args.bootstrap, args.topic, args.linger_ms)
+    elif args.mode == "required":
+        app = required_app(args)
     elif args.mode == "naive-commands":
         app = web.Application()
         app.cleanup_ctx.append(NaiveCommands(args).context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.commands import Sustained, command_steps
+from bench.commands import Overhead, Sustained, command_steps, overhead_report
 from bench.otlp_sink import KeptSpan
 
 
@@ -55,3 +55,31 @@ def test_the_sustained_rate_counts_from_the_first_result_to_the_last() -> None:
     )
     assert run.achieved == pytest.approx(4999 / 9.998)
     assert run.achieved >= 500
+
+
+def test_the_overhead_report_sets_the_bridge_beside_the_naive_executor() -> None:
+    def burst(own_s: float, cpu_s: float) -> Overhead:
+        return Overhead(
+            in_flight=100,
+            end_to_end=[own_s + 0.01] * 100,
+            bird=[0.01] * 100,
+            succeeded=100,
+            cpu_s=cpu_s,
+        )
+
+    def steady(cpu_s: float) -> Sustained:
+        return Sustained(500, 10, 5000, 5000, 10.1, 10.0, [0.1] * 5000, cpu_s, 70)
+
+    text, checks = overhead_report(
+        burst(0.2, 0.2), steady(8.0), naive=(burst(0.08, 0.08), steady(5.0))
+    )
+    ratios = dict(line.rsplit(None, 1) for line in text.splitlines()[-3:])
+    assert ratios == {
+        "own latency p99, at once": "2.50",
+        "CPU per command, at once": "2.50",
+        "CPU per command, sustained": "1.60",
+    }
+    assert "naive executor" in text
+    # The targets judge the bridge alone.
+    assert [good for _, good in checks] == [False, True]
+    assert "(200.0 ms)" in checks[0][0]
