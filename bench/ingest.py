@@ -384,15 +384,15 @@ async def main(args: argparse.Namespace) -> int:
     else:
         script.write_text(lua_script(args.bodies))
     targets = [*MAIN, *(t for name in args.compare for t in VARIANTS[name])]
-    if args.before is not None:
+    for n, folder in enumerate(args.before):
         before = Target(
-            "bridge-before",
-            "(a0) bridge before",
+            before_name(n),
+            "(a0) bridge before" if n == 0 else f"(a{n}) bridge in {folder}",
             "bridge",
             # On the same loop as (a), whatever that revision's default.
-            (*MAIN[0].env, (BEFORE_ENV, str(args.before.resolve()))),
+            (*MAIN[0].env, (BEFORE_ENV, str(folder.resolve()))),
         )
-        targets.insert(1, before)
+        targets.insert(1 + n, before)
     broker, settings = bench_broker(args.broker, work)
     broker.start()
     if args.tracing:
@@ -436,7 +436,9 @@ async def main(args: argparse.Namespace) -> int:
                         await measure(servers[target.name], script, args, path=path)
                     )
             if args.profile is not None:  # an extra run, left out of the figures
-                await measure(servers["bridge"], script, args, args.profile, bridge_path)
+                profiled = args.profile_target
+                path = bridge_path if profiled.startswith("bridge") else "/webhooks/bird"
+                await measure(servers[profiled], script, args, args.profile, path)
             await asyncio.sleep(1)  # requests cut off when wrk stopped still finish
             for target in bridge_targets(targets):
                 if dict(target.env).get("BRIDGE_HTTP_WORKERS", "1") == "1":
@@ -470,8 +472,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{uvloop_report(runs)}\n")
     if "required" in args.compare:
         print(f"{required_report(runs)}\n")
-    if args.before is not None:
-        print(f"{before_report(runs, args.before)}\n")
+    for n, folder in enumerate(args.before):
+        print(f"{before_report(runs, folder, before_name(n))}\n")
     for target in bridge_targets(targets):
         records, ids = topics[target.name]
         topic = envs[target.name]["BRIDGE_TOPIC_EVENTS"]
@@ -502,7 +504,7 @@ async def main(args: argparse.Namespace) -> int:
     for text, ok in checks:
         print(f"{verdict(ok)}  {text}")
     if args.profile is not None:
-        print(f"\npy-spy profile of the bridge during an extra run ({args.profile}):")
+        print(f"\npy-spy profile of {args.profile_target} during an extra run ({args.profile}):")
         print(profile_summary(args.profile))
     print(f"\nlogs: {work}")
     return 0 if all(ok for _, ok in checks) else 1
@@ -731,10 +733,15 @@ def required_report(runs: dict[str, list[Measured]]) -> str:
     )
 
 
-def before_report(runs: dict[str, list[Measured]], folder: Path) -> str:
+def before_name(n: int) -> str:
+    """The target name of the ``n``-th ``--before`` folder."""
+    return "bridge-before" if n == 0 else f"bridge-before-{n}"
+
+
+def before_report(runs: dict[str, list[Measured]], folder: Path, name: str) -> str:
     rows = [
-        ratio_row("bridge / bridge before", runs["bridge"], runs["bridge-before"]),
-        ratio_row("bridge before / naive", runs["bridge-before"], runs["naive"]),
+        ratio_row("bridge / bridge before", runs["bridge"], runs[name]),
+        ratio_row("bridge before / naive", runs[name], runs["naive"]),
         ratio_row("bridge / naive", runs["bridge"], runs["naive"]),
     ]
     return f"This bridge beside the one in {folder} (same runs):\n" + table(
@@ -769,9 +776,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--before",
         type=Path,
+        action="append",
+        default=[],
         help="also run, interleaved, the bridge package found in this folder (another "
         "revision's, e.g. `git archive REV bridge | tar -x -C FOLDER`): before/after ratios "
-        "from the same runs",
+        "from the same runs; repeatable",
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -804,9 +813,18 @@ def parse_args() -> argparse.Namespace:
         "(collapsed stacks) and print the top frames; the profiler costs CPU, so use a "
         "separate run for the figures",
     )
+    parser.add_argument(
+        "--profile-target",
+        default="bridge",
+        help="the target --profile records (its name: bridge, bare, naive, required, ...; "
+        "it must be one of the run's targets)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk not found: apt-get install -y wrk")
+    names = {t.name for t in MAIN} | {t.name for v in VARIANTS.values() for t in v}
+    if args.profile_target not in names:
+        parser.error(f"--profile-target: one of {', '.join(sorted(names))}")
     if args.profile is not None and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy on PATH: pip install py-spy")
     return args

@@ -7,7 +7,8 @@ bridge's ``BRIDGE_KAFKA_LINGER_MS``). ``required`` does what the contract requir
 every webhook and nothing more, with the bridge's own pure functions: verifies the
 signature (``--signing-key``, ``--url``), parses and normalizes the body into the
 bridge's CloudEvent record (key = channel id, headers), and publishes it with
-``send_and_wait``; no dedupe, no metrics, no log, no error answers beyond aiohttp's 500.
+``send_and_wait`` (partitioned as the bridge does); no dedupe, no metrics, no log, no
+error answers beyond aiohttp's 500.
 
 A command executor for ``bench.commands``: ``naive-commands`` reads creates from
 ``--topic`` and, for each one at once, makes the Bird calls the bridge makes (POST the
@@ -51,6 +52,7 @@ from bridge.ingest.verify import (
     TIMESTAMP_HEADER,
     verify_signature,
 )
+from bridge.kafka.clients import CachedPartitioner
 from bridge.loops import loop_factory
 
 PATH = "/webhooks/bird"
@@ -95,17 +97,24 @@ def required_app(args: argparse.Namespace) -> web.Application:
         return web.Response(status=204)
 
     app = web.Application()
-    app.cleanup_ctx.append(producer_context(args.bootstrap, args.linger_ms))
+    app.cleanup_ctx.append(producer_context(args.bootstrap, args.linger_ms, keyed=True))
     app.router.add_post(PATH, handle)
     return app
 
 
 def producer_context(
-    bootstrap: str, linger_ms: int
+    bootstrap: str, linger_ms: int, *, keyed: bool = False
 ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's producer; ``keyed``: records carry keys, partitioned as the bridge does
+    (``CachedPartitioner``: each channel id's murmur2 computed once)."""
+
     async def context(app: web.Application) -> AsyncIterator[None]:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, linger_ms=linger_ms
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=linger_ms,
+            **({"partitioner": CachedPartitioner()} if keyed else {}),
         )
         await producer.start()
         app[PRODUCER] = producer
