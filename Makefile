@@ -45,7 +45,8 @@ prometheus-tools:
 test: prometheus-tools
 
 ## Benchmarks (not tests): webhook ingest vs baselines (3 interleaved runs each, with 2
-## HTTP workers and uvloop beside), commands at 1/10/100 in flight, then
+## HTTP workers, uvloop and the required work alone beside), commands at 1/10/100 in
+## flight and beside a naive executor, then
 ## a commands replica's start and memory with 100,000 and 1,000,000 commands in the ledger
 ## (Apache Kafka: Java and Maven as for `make test`; kcat writes the ledger fast). Each one
 ## prints its tables with PASS/FAIL; the exit status is 1 if any failed.
