@@ -1,8 +1,9 @@
-"""Token buckets (pure; time is passed in): pacing calls out, limiting clients in."""
+"""Token buckets and sliding windows (pure; time is passed in): pacing calls out,
+limiting clients in."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 
@@ -39,6 +40,32 @@ class TokenBucket:
             self.updated = now
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
+
+
+@dataclass
+class SlidingWindow:
+    """At most ``capacity`` events in any ``seconds`` of the times they really happen.
+
+    A token bucket's reservations are spaced in time, but their callers run when the event
+    loop gets to them: after a stall, several reserved calls wake at once and go out
+    together. Checked after the bucket's wait, this window keeps the calls actually made
+    under a limit counted as Bird counts it (any one-second window)."""
+
+    capacity: int
+    seconds: float = 1.0
+    times: deque[float] = field(default_factory=deque)
+
+    def delay(self, now: float) -> float:
+        """How long until one more event fits (0.0: it fits now)."""
+        times = self.times
+        while times and times[0] <= now - self.seconds:
+            times.popleft()
+        if len(times) < self.capacity:
+            return 0.0
+        return times[0] + self.seconds - now
+
+    def record(self, now: float) -> None:
+        self.times.append(now)
 
 
 class KeyedLimiter:

@@ -16,6 +16,7 @@ request; with spans exported each request is a client span and carries that span
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,7 @@ from bridge.bird.policy import Backoff, parse_retry_after, status_class
 from bridge.config import BirdConfig
 from bridge.errors import BirdError, BirdOutcomeUnknown, BirdRejected, BirdUnavailable
 from bridge.metrics import Metrics
-from bridge.ratelimit import TokenBucket
+from bridge.ratelimit import SlidingWindow, TokenBucket
 from bridge.retry import Retry
 from bridge.tracecontext import TraceContext
 from bridge.tracing import SpanScope, Tracing
@@ -96,7 +97,7 @@ class BirdClient:
         elif config.access_key is not None:
             self._headers["Authorization"] = f"AccessKey {config.access_key.reveal()}"
         self._session: aiohttp.ClientSession | None = None
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._pacings: dict[tuple[str, str], tuple[TokenBucket, SlidingWindow]] = {}
 
     async def __aenter__(self) -> BirdClient:
         await self.start()
@@ -121,22 +122,34 @@ class BirdClient:
 
     # --- rate limiting -------------------------------------------------------------
 
-    def _bucket(self, workspace: str, method: str) -> TokenBucket:
+    def _pacing(self, workspace: str, method: str) -> tuple[TokenBucket, SlidingWindow]:
         kind = "get" if method == "GET" else "write"
-        limit = self.config.rate_get_per_s if kind == "get" else self.config.rate_post_per_s
         key = (workspace, kind)
-        bucket = self._buckets.get(key)
-        if bucket is None:
+        pacing = self._pacings.get(key)
+        if pacing is None:
+            limit = self.config.rate_get_per_s if kind == "get" else self.config.rate_post_per_s
             # 85 % of the limit plus a 10 % burst: even the first second, and a window
-            # that Bird starts a little late, stays under the limit.
-            bucket = TokenBucket(rate=limit * 0.85, burst=max(1.0, limit * 0.1))
-            self._buckets[key] = bucket
-        return bucket
+            # that Bird starts a little late, stays under the limit. The window holds the
+            # calls actually made to the same 95 % whenever their callers wake.
+            pacing = self._pacings[key] = (
+                TokenBucket(rate=limit * 0.85, burst=max(1.0, limit * 0.1)),
+                SlidingWindow(capacity=max(1, math.floor(limit * 0.95))),
+            )
+        return pacing
 
     async def _throttle(self, workspace: str, method: str) -> None:
-        wait = self._bucket(workspace, method).reserve(time.monotonic())
+        bucket, window = self._pacing(workspace, method)
+        wait = bucket.reserve(time.monotonic())
         if wait > 0:
             await asyncio.sleep(wait)
+        # Reservations wake when the loop gets to them, several at once after a stall:
+        # the window holds the calls actually made under the limit.
+        while True:
+            delay = window.delay(time.monotonic())
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)
+        window.record(time.monotonic())
 
     # --- one request, with retries -----------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ import pytest
 
 from bridge.bird.policy import Backoff, parse_retry_after
 from bridge.commands.offsets import OffsetTracker
-from bridge.ratelimit import TokenBucket
+from bridge.ratelimit import SlidingWindow, TokenBucket
 
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
@@ -66,6 +67,55 @@ def test_token_bucket_never_exceeds_its_rate_over_a_window() -> None:
     for i, start in enumerate(sends):
         in_window = [t for t in sends[i:] if t < start + 1.0]
         assert len(in_window) <= 50
+
+
+def test_a_stalled_loop_wakes_reservations_together_and_the_window_holds_them() -> None:
+    """20 calls a second allowed, paced as the Bird client paces them. The loop stalls for
+    0.3 s twice, so calls reserved for different times wake at once: by the reservations
+    alone one second would see more than 20 calls; with the window never more than 19."""
+    limit = 20
+    bucket = TokenBucket(rate=limit * 0.85, burst=limit * 0.1)
+    due = [0.0] * 80
+    for n in range(80):  # every call reserved at once, as 80 commands do
+        due[n] = bucket.reserve(100.0)
+    stalls = ((1.0, 1.3), (2.0, 2.3))
+
+    def woken(t: float) -> float:  # a call due in a stall runs when the stall ends
+        for start, end in stalls:
+            if start <= t < end:
+                return end
+        return t
+
+    def busiest(times: list[float]) -> int:
+        return max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+
+    without = sorted(100.0 + woken(d) for d in due)
+    assert busiest(without) > limit  # what Bird saw (and answered 429)
+
+    # Each woken call asks the window and, told to wait, asks again then (in time order).
+    window, sent, waiting = SlidingWindow(capacity=int(limit * 0.95)), [], list(without)
+    heapq.heapify(waiting)
+    while waiting:
+        t = heapq.heappop(waiting)
+        delay = window.delay(t)
+        if delay > 0:
+            heapq.heappush(waiting, t + delay)
+        else:
+            window.record(t)
+            sent.append(t)
+    assert busiest(sent) <= 19
+    assert len(sent) == 80
+
+
+def test_the_window_counts_only_the_last_seconds_events() -> None:
+    window = SlidingWindow(capacity=2, seconds=1.0)
+    assert window.delay(10.0) == 0.0
+    window.record(10.0)
+    window.record(10.4)
+    assert window.delay(10.5) == pytest.approx(0.5)  # until 10.0 leaves the window
+    assert window.delay(11.0) == 0.0
+    window.record(11.0)
+    assert window.delay(11.2) == pytest.approx(0.2)
 
 
 def test_offsets_commit_only_past_contiguous_finished_records() -> None:
