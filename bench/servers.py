@@ -45,6 +45,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
+from bridge.commands.plan import channel_id_of
 from bridge.ingest.normalize import bird_time, normalize_event, parse_body
 from bridge.ingest.verify import (
     REQUEST_ID_HEADER,
@@ -102,20 +103,30 @@ def required_app(args: argparse.Namespace) -> web.Application:
     return app
 
 
+def baseline_producer(
+    bootstrap: str, linger_ms: int, *, keyed: bool = False, **settings: Any
+) -> AIOKafkaProducer:
+    """A baseline's producer: acks=all, no idempotence, the bridge's linger; ``keyed``:
+    records carry keys, partitioned as the bridge does (``CachedPartitioner``: each channel
+    id's murmur2 computed once)."""
+    if keyed:
+        settings["partitioner"] = CachedPartitioner()
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=linger_ms,
+        **settings,
+    )
+
+
 def producer_context(
     bootstrap: str, linger_ms: int, *, keyed: bool = False
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The app's producer; ``keyed``: records carry keys, partitioned as the bridge does
-    (``CachedPartitioner``: each channel id's murmur2 computed once)."""
+    """The app's producer (``baseline_producer``), started and stopped with the app."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=linger_ms,
-            **({"partitioner": CachedPartitioner()} if keyed else {}),
-        )
+        producer = baseline_producer(bootstrap, linger_ms, keyed=keyed)
         await producer.start()
         app[PRODUCER] = producer
         yield
@@ -163,12 +174,8 @@ class NaiveCommands:
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         args = self.args
-        producer = AIOKafkaProducer(
-            bootstrap_servers=args.bootstrap,
-            acks="all",
-            enable_idempotence=False,
-            linger_ms=args.linger_ms,
-            max_batch_size=args.max_batch_bytes,
+        producer = baseline_producer(
+            args.bootstrap, args.linger_ms, max_batch_size=args.max_batch_bytes
         )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=args.bootstrap,
@@ -212,10 +219,10 @@ class NaiveCommands:
             connector: dict[str, Any] = await response.json()
         channel: dict[str, Any] = {}
         while True:
-            channel_id = (connector.get("channel") or {}).get("channelId")
+            channel_id = channel_id_of(connector)
             if channel_id is None:
                 connector = await self.get(session, f"/connectors/{connector['id']}")
-                channel_id = (connector.get("channel") or {}).get("channelId")
+                channel_id = channel_id_of(connector)
             if channel_id is not None:
                 channel = await self.get(session, f"/channels/{channel_id}")
                 if channel.get("status") == "active":
