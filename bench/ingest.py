@@ -12,7 +12,9 @@ warm-up and a measured wrk run at the same concurrency:
 ``--compare workers`` adds the bridge with ``BRIDGE_HTTP_WORKERS=2``; ``--compare uvloop``
 the bridge and the bare handler on uvloop; ``--compare required`` a handler doing the work
 every webhook requires and nothing else (``bench.servers required``: the bridge's own
-verify and normalize, one keyed ``send_and_wait``), the floor for that work. Figures are
+verify and normalize, one keyed ``send_and_wait``), the floor for that work;
+``--compare rdkafka`` the naive and required handlers publishing with librdkafka
+(confluent-kafka) instead of aiokafka: what another Kafka client would change. Figures are
 the median of the runs with min and max; the targets (PASS/FAIL) are checked on the
 medians of per-run ratios.
 
@@ -22,6 +24,7 @@ with fresh ids. Afterwards each bridge's topic is read back and compared with it
 
     python -m bench.ingest [--broker embedded|kafka] [--runs 3] [--duration 8] [--warmup 2]
                            [--compare workers] [--compare uvloop] [--compare required]
+                           [--compare rdkafka]
                            [--connections 64] [--profile out.txt] [--workspaces 500]
                            [--before FOLDER]
 
@@ -237,6 +240,8 @@ class Target:
     extra_argv: tuple[str, ...] = ()
 
 
+RDKAFKA = ("--client", "rdkafka")
+
 MAIN = (
     # On asyncio's loop, as the bare and naive handlers: the targets compare like with like.
     Target("bridge", "(a) bridge", "bridge", (("BRIDGE_EVENT_LOOP", "asyncio"),)),
@@ -249,6 +254,11 @@ VARIANTS: dict[str, tuple[Target, ...]] = {
         Target("bridge-2w", "(a2) bridge, 2 workers", "bridge", (("BRIDGE_HTTP_WORKERS", "2"),)),
     ),
     "required": (Target("required", "(d) required work, send_and_wait", "required"),),
+    # The naive and required handlers with librdkafka (confluent-kafka) for aiokafka.
+    "rdkafka": (
+        Target("naive-rdkafka", "(c) naive, librdkafka", "naive", extra_argv=RDKAFKA),
+        Target("required-rdkafka", "(d) required, librdkafka", "required", extra_argv=RDKAFKA),
+    ),
     "uvloop": (
         Target(
             "bridge-uvloop", "(a) bridge on uvloop", "bridge", (("BRIDGE_EVENT_LOOP", "uvloop"),)
@@ -472,6 +482,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"{uvloop_report(runs)}\n")
     if "required" in args.compare:
         print(f"{required_report(runs)}\n")
+    if "rdkafka" in args.compare:
+        print(f"{rdkafka_report(runs)}\n")
     for n, folder in enumerate(args.before):
         print(f"{before_report(runs, folder, before_name(n))}\n")
     for target in bridge_targets(targets):
@@ -733,6 +745,26 @@ def required_report(runs: dict[str, list[Measured]]) -> str:
     )
 
 
+def rdkafka_report(runs: dict[str, list[Measured]]) -> str:
+    """Both baselines on librdkafka beside aiokafka; the required work on librdkafka
+    against the issue's references (the naive handler on aiokafka, bare)."""
+    rows = [ratio_row("naive: librdkafka / aiokafka", runs["naive-rdkafka"], runs["naive"])]
+    if "required" in runs:
+        rows.append(
+            ratio_row("required: librdkafka / aiokafka", runs["required-rdkafka"], runs["required"])
+        )
+    rows += [
+        ratio_row("required (librdkafka) / naive", runs["required-rdkafka"], runs["naive"]),
+        ratio_row("required (librdkafka) / bare", runs["required-rdkafka"], runs["bare"]),
+        ratio_row("bridge / required (librdkafka)", runs["bridge"], runs["required-rdkafka"]),
+    ]
+    return (
+        "Another Kafka client: librdkafka (confluent-kafka) for aiokafka, same runs "
+        "(naive = (c), on aiokafka):\n"
+        + table(["", "throughput ratio", "CPU per request ratio"], rows)
+    )
+
+
 def before_name(n: int) -> str:
     """The target name of the ``n``-th ``--before`` folder."""
     return "bridge-before" if n == 0 else f"bridge-before-{n}"
@@ -771,7 +803,8 @@ def parse_args() -> argparse.Namespace:
         help="also run these variants, interleaved with the others: workers (the bridge "
         "with BRIDGE_HTTP_WORKERS=2), uvloop (bridge and bare on uvloop), required (a "
         "handler doing only the work every webhook requires: verify, normalize, keyed "
-        "send_and_wait); repeatable",
+        "send_and_wait), rdkafka (the naive and required handlers on librdkafka, "
+        "confluent-kafka); repeatable",
     )
     parser.add_argument(
         "--before",

@@ -8,7 +8,9 @@ every webhook and nothing more, with the bridge's own pure functions: verifies t
 signature (``--signing-key``, ``--url``), parses and normalizes the body into the
 bridge's CloudEvent record (key = channel id, headers), and publishes it with
 ``send_and_wait`` (partitioned as the bridge does); no dedupe, no metrics, no log, no
-error answers beyond aiohttp's 500.
+error answers beyond aiohttp's 500. With ``--client rdkafka`` both publish with
+librdkafka (``bench.rdkafka``) instead of aiokafka, the same settings: what another Kafka
+client would change.
 
 A command executor for ``bench.commands``: ``naive-commands`` reads creates from
 ``--topic`` and, for each one at once, makes the Bird calls the bridge makes (POST the
@@ -24,6 +26,8 @@ All serve ``GET /readyz`` once they can take work.
     python -m bench.servers naive --port 8090 --bootstrap 127.0.0.1:9092 --topic t
     python -m bench.servers required --port 8090 --bootstrap 127.0.0.1:9092 --topic t \\
         --signing-key K --url https://bridge.example.com/webhooks/bird
+    python -m bench.servers naive --port 8090 --bootstrap 127.0.0.1:9092 --topic t \\
+        --client rdkafka
     python -m bench.servers bare --port 8090 --loop uvloop
     python -m bench.servers naive-commands --port 8090 --bootstrap 127.0.0.1:9092 \\
         --topic commands --results-topic results --bird-url http://127.0.0.1:8081 \\
@@ -38,7 +42,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -57,7 +61,27 @@ from bridge.kafka.clients import CachedPartitioner
 from bridge.loops import loop_factory
 
 PATH = "/webhooks/bird"
-PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+CLIENTS = ("aiokafka", "rdkafka")
+
+
+class Sends(Protocol):
+    """What a webhook baseline needs of its Kafka client: aiokafka's producer or
+    ``bench.rdkafka.RdkafkaProducer`` (librdkafka)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any: ...
+
+
+PRODUCER = web.AppKey("producer", Sends)
 
 
 async def ready(_request: web.Request) -> web.Response:
@@ -98,7 +122,9 @@ def required_app(args: argparse.Namespace) -> web.Application:
         return web.Response(status=204)
 
     app = web.Application()
-    app.cleanup_ctx.append(producer_context(args.bootstrap, args.linger_ms, keyed=True))
+    app.cleanup_ctx.append(
+        producer_context(args.bootstrap, args.linger_ms, client=args.client, keyed=True)
+    )
     app.router.add_post(PATH, handle)
     return app
 
@@ -121,12 +147,19 @@ def baseline_producer(
 
 
 def producer_context(
-    bootstrap: str, linger_ms: int, *, keyed: bool = False
+    bootstrap: str, linger_ms: int, *, client: str = "aiokafka", keyed: bool = False
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The app's producer (``baseline_producer``), started and stopped with the app."""
+    """The app's producer, started and stopped with the app: ``baseline_producer``, or
+    with ``client="rdkafka"`` the same settings on librdkafka (``bench.rdkafka``)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        producer = baseline_producer(bootstrap, linger_ms, keyed=keyed)
+        producer: Sends
+        if client == "rdkafka":
+            from bench.rdkafka import RdkafkaProducer  # confluent-kafka: only for these
+
+            producer = RdkafkaProducer(bootstrap, linger_ms)
+        else:
+            producer = baseline_producer(bootstrap, linger_ms, keyed=keyed)
         await producer.start()
         app[PRODUCER] = producer
         yield
@@ -135,14 +168,14 @@ def producer_context(
     return context
 
 
-def naive_app(bootstrap: str, topic: str, linger_ms: int) -> web.Application:
+def naive_app(bootstrap: str, topic: str, linger_ms: int, client: str) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         await request.app[PRODUCER].send_and_wait(topic, body)
         return web.Response(status=204)
 
     app = web.Application()
-    app.cleanup_ctx.append(producer_context(bootstrap, linger_ms))
+    app.cleanup_ctx.append(producer_context(bootstrap, linger_ms, client=client))
     app.router.add_post(PATH, handle)
     return app
 
@@ -259,9 +292,15 @@ def main() -> None:
     parser.add_argument("--access-key", default="")
     parser.add_argument("--follow-interval", type=float, default=0.25)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="aiokafka",
+        help="naive and required: the Kafka client (rdkafka: confluent-kafka's librdkafka)",
+    )
     args = parser.parse_args()
     if args.mode == "naive":
-        app = naive_app(args.bootstrap, args.topic, args.linger_ms)
+        app = naive_app(args.bootstrap, args.topic, args.linger_ms, args.client)
     elif args.mode == "required":
         app = required_app(args)
     elif args.mode == "naive-commands":
