@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,6 +307,19 @@ class Sustained:
         return (self.succeeded - 1) / self.results_s if self.results_s > 0 else 0.0
 
 
+@dataclass
+class Processes:
+    """The processes under measure, as one: CPU summed, the largest peak RSS."""
+
+    children: list[Child]
+
+    def cpu_seconds(self) -> float:
+        return sum(child.cpu_seconds() for child in self.children)
+
+    def peak_rss_mb(self) -> float:
+        return max(child.peak_rss_mb() for child in self.children)
+
+
 def bird_seconds(sim: SimulatorServer, command_ids: list[str]) -> dict[str, float]:
     """Each command's time waiting on Bird: from the start of its first GET (connector or
     channel, named in the path) to the end of its last one, the bridge's polls between
@@ -454,12 +467,16 @@ async def run_overhead(
     sink: OtlpSink | None = None,
     *,
     naive: bool = False,
+    replicas: int = 1,
 ) -> tuple[Overhead, Sustained, list[dict[str, float]]]:
     """One ``bridge run --role commands`` (defaults: 100 in flight), Bird at zero latency and
     channels active at once: ``--overhead-commands`` creates sent at once, then creates at
     ``--sustain-rate`` per second for ``--sustain-seconds``. ``sink``: the bridge exports
     its spans there, and the burst's commands are timed step by step. ``naive``: the same
-    for the naive executor (``bench.servers naive-commands``) instead of the bridge."""
+    for the naive executor (``bench.servers naive-commands``) instead of the bridge.
+    ``replicas``: that many bridges in one consumer group (started one after the other,
+    each ready once the group gave it its partitions); CPU summed over them, peak RSS the
+    largest."""
     suffix = f"{'naive' if naive else 'overhead'}-{uuid.uuid4().hex[:6]}"
     port = free_port()
     env = bridge_env(
@@ -484,21 +501,33 @@ async def run_overhead(
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        async with (
-            Child(
-                "naive-commands" if naive else "bridge-overhead",
-                naive_argv(env, port, args.follow_interval) if naive else bridge_argv("commands"),
-                port=port,
-                env=env,
-                log_dir=work,
-            ) as bridge,
-            results_reader(broker.bootstrap, env["BRIDGE_TOPIC_RESULTS"]) as results,
-        ):
+        async with AsyncExitStack() as stack:
+            if naive:
+                argv = naive_argv(env, port, args.follow_interval)
+                processes = [Child("naive-commands", argv, port=port, env=env, log_dir=work)]
+            else:
+                ports = [port, *(free_port() for _ in range(replicas - 1))]
+                processes = [
+                    Child(
+                        f"bridge-overhead-{n}" if n else "bridge-overhead",
+                        bridge_argv("commands"),
+                        port=p,
+                        env={**env, "BRIDGE_HTTP_PORT": str(p)},
+                        log_dir=work,
+                    )
+                    for n, p in enumerate(ports)
+                ]
+            for process in processes:
+                await stack.enter_async_context(process)
+            bridge = Processes(processes)
+            results = await stack.enter_async_context(
+                results_reader(broker.bootstrap, env["BRIDGE_TOPIC_RESULTS"])
+            )
             topic = env["BRIDGE_TOPIC_COMMANDS"]
             warmup = [f"warmup-{suffix}-{n}" for n in range(20)]
             await send_creates(producer, topic, warmup)
             if not await results.wait(warmup, args.timeout):
-                raise RuntimeError(f"no result for the warm-up commands; see {bridge.log_path}")
+                raise RuntimeError(f"no result for the warm-up commands; see {work}")
             sim.simulator.journal.clear()
             cpu = bridge.cpu_seconds()
             started = time.monotonic()
@@ -589,12 +618,19 @@ def _sustained_row(name: str, s: Sustained) -> list[str]:
 
 
 def overhead_report(
-    o: Overhead, s: Sustained, *, naive: tuple[Overhead, Sustained] | None = None
+    o: Overhead,
+    s: Sustained,
+    *,
+    naive: tuple[Overhead, Sustained] | None = None,
+    replicas: int = 1,
 ) -> tuple[str, list[tuple[str, bool]]]:
     """The bridge's burst and sustained tables (with the naive executor's rows beside when
-    measured, and the ratios), and the targets' checks (the bridge's)."""
-    bursts = [_burst_row("bridge", o)]
-    steadies = [_sustained_row("bridge", s)]
+    measured, and the ratios), and the targets' checks (the bridge's). With ``replicas``
+    above 1 the rows are those bridges' together, and the sustained target (one process)
+    is not checked."""
+    name = "bridge" if replicas == 1 else f"bridge x{replicas}"
+    bursts = [_burst_row(name, o)]
+    steadies = [_sustained_row(name, s)]
     if naive is not None:
         bursts.append(_burst_row("naive executor", naive[0]))
         steadies.append(_sustained_row("naive executor", naive[1]))
@@ -646,12 +682,17 @@ def overhead_report(
         ]
         text += "\n\nbridge / naive executor (same broker, same simulator, one after the other):\n"
         text += table(["figure", "ratio"], ratios)
+    on = "" if replicas == 1 else f", {replicas} replicas in one consumer group"
     checks = [
         (
             f"the bridge's own latency per command p99 < {ADDED_P99_MS:g} ms at "
-            f"{o.in_flight} in flight ({p99:.1f} ms)",
+            f"{o.in_flight} in flight ({p99:.1f} ms{on})",
             o.succeeded == o.in_flight and p99 < ADDED_P99_MS,
         ),
+    ]
+    if replicas > 1:
+        return text, checks
+    checks += [
         (
             f"one commands process sustains {s.rate:g} creates/s ({s.achieved:.0f}/s completed "
             f"from the first result to the last, at least {SUSTAIN_SHARE:.0%} of the rate; "
@@ -737,7 +778,9 @@ async def main(args: argparse.Namespace) -> int:
                 await sink.start()
             try:
                 async with SimulatorServer(instant) as sim:
-                    costs, sustained, steps = await run_overhead(target, sim, args, work, sink)
+                    costs, sustained, steps = await run_overhead(
+                        target, sim, args, work, sink, replicas=args.replicas
+                    )
                     overhead = (costs, sustained)
                     if args.naive:
                         n_costs, n_sustained, _ = await run_overhead(
@@ -780,9 +823,10 @@ async def main(args: argparse.Namespace) -> int:
             for problem in problems[:5]:
                 print(f"        {problem}")
     if overhead is not None:
-        text, checks = overhead_report(*overhead, naive=naive)
+        text, checks = overhead_report(*overhead, naive=naive, replicas=args.replicas)
+        replicas = "one" if args.replicas == 1 else f"{args.replicas} (one consumer group)"
         print(
-            "\nOverhead: one `bridge run --role commands` (BRIDGE_COMMANDS_MAX_IN_FLIGHT="
+            f"\nOverhead: {replicas} `bridge run --role commands` (BRIDGE_COMMANDS_MAX_IN_FLIGHT="
             f"{max(args.overhead_commands, args.sustain_in_flight)}, "
             f"BRIDGE_COMMANDS_FOLLOW_INTERVAL_S={args.follow_interval:g}), Bird simulator at "
             "0 ms latency, install and activation delays 0 s, rate limits raised to "
@@ -868,6 +912,14 @@ def parse_args() -> argparse.Namespace:
         help="the bridge's BRIDGE_COMMANDS_MAX_IN_FLIGHT for both overhead parts (at least "
         "--overhead-commands): a create is in flight until Bird reports its channel active, "
         "one poll interval or more even at zero latency",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="commands-role bridges in one consumer group for both overhead parts (the "
+        "commands topic's partitions are divided among them; the sustained target, one "
+        "process, is checked only with 1)",
     )
     parser.add_argument(
         "--no-naive",

@@ -83,3 +83,19 @@ def test_the_overhead_report_sets_the_bridge_beside_the_naive_executor() -> None
     # The targets judge the bridge alone.
     assert [good for _, good in checks] == [False, True]
     assert "(200.0 ms)" in checks[0][0]
+
+
+def test_the_overhead_report_of_several_replicas_names_them_and_skips_the_one_process_target() -> (
+    None
+):
+    burst = Overhead(
+        in_flight=100, end_to_end=[0.015] * 100, bird=[0.01] * 100, succeeded=100, cpu_s=0.1
+    )
+    steady = Sustained(500, 10, 5000, 5000, 10.1, 10.0, [0.1] * 5000, 6.0, 70)
+    text, checks = overhead_report(burst, steady, replicas=2)
+    assert "bridge x2" in text
+    # The sustained target is one process's: not judged on two.
+    assert len(checks) == 1
+    label, good = checks[0]
+    assert good
+    assert "(5.0 ms, 2 replicas in one consumer group)" in label
