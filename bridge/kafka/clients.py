@@ -344,10 +344,25 @@ async def start_client(client: Any) -> None:
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(starting, START_SETTLE_S)
-        with contextlib.suppress(Exception):
-            await client.stop()
+        await stop_to_the_end(client)
         raise
     except BaseException:
-        with contextlib.suppress(Exception):
-            await client.stop()
+        await stop_to_the_end(client)
         raise
+
+
+async def stop_to_the_end(client: Any) -> None:
+    """``await client.stop()``, never cut short: the cleanup of a task being stopped.
+
+    ``bridge.tasks.stop_task`` cancels a task again while it runs on, and a consumer that
+    joined its group takes a while to leave it; a stop cancelled half-way leaves its
+    client's connections open, with its metadata task running. Here further cancels wait
+    for the stop, and it then raises the cancellation they asked for. A failed stop is
+    dropped: the client is being given up either way."""
+    stopping = asyncio.ensure_future(client.stop())
+    while not stopping.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(stopping)
+    if not stopping.cancelled():
+        stopping.exception()  # retrieved: a failed stop is not reported as never retrieved
+    raise_if_cancelling()

@@ -92,3 +92,69 @@ async def test_a_failed_task_is_logged_and_the_stop_goes_on() -> None:
     await asyncio.sleep(0)
     await stop_task(task)  # no exception
     assert isinstance(task.exception(), RuntimeError)
+
+
+class SlowStop:
+    """A client whose stop takes a while (a consumer leaving its group)."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.stopped = False
+
+    async def start(self) -> None:
+        await asyncio.sleep(3600)  # still starting when the task is cancelled
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        await asyncio.sleep(0.1)
+        self.stopped = True
+
+
+async def test_a_start_cancelled_again_while_it_stops_still_stops_its_client() -> None:
+    """``start_client`` cancelled, then cancelled again during the client's stop (as
+    ``stop_task`` repeats a cancel): the stop runs to its end, then the task is cancelled.
+    Cut short, it left the client's connections open."""
+    from bridge.kafka import clients
+
+    client = SlowStop()
+
+    async def starting() -> None:
+        await clients.start_client(client)
+
+    original = clients.START_SETTLE_S
+    clients.START_SETTLE_S = 0.01
+    try:
+        task = asyncio.create_task(starting())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await client.stopping.wait()
+        task.cancel()  # again, mid-stop
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        clients.START_SETTLE_S = original
+    assert client.stopped
+
+
+async def test_a_failed_start_stopped_while_cancelled_raises_the_cancellation() -> None:
+    """A start that fails, with a cancel arriving during the stop that follows: the client
+    is stopped and the cancellation, not the start's error, ends the task."""
+    from bridge.kafka import clients
+
+    class Failing(SlowStop):
+        async def start(self) -> None:
+            raise OSError("refused")
+
+    client = Failing()
+
+    async def starting() -> None:
+        await clients.start_client(client)
+
+    task = asyncio.create_task(starting())
+    await client.stopping.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.stopped
