@@ -11,7 +11,10 @@ waits for it. Two rules follow, applied wherever the bridge stops something:
   (``bridge.kafka.clients.stop_client`` does, and every client is stopped with it);
 - ``stop_task`` cancels once, and again (every ``RECANCEL_S``, with jitter) only while the
   task still runs: a cancel repeated at once would cut short the task's own cleanup (a
-  consumer it is closing), one never repeated can be lost in a library.
+  consumer it is closing), one never repeated can be lost in a library;
+- a cleanup that must finish is shielded from those repeats: a client whose start was
+  cancelled is stopped to the end (``bridge.kafka.clients.stop_to_the_end``; a consumer
+  that had joined its group can take longer to leave it than one ``RECANCEL_S``).
 """
 
 from __future__ import annotations
