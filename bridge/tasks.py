@@ -5,7 +5,7 @@ aiokafka's ``stop()`` and ``close()`` cancel inner tasks and await them inside
 ``stop()`` is swallowed there too, and that task runs on. Measured here: a loop that starts
 and stops a consumer, cancelled once at a random moment, ran on in 1 of 30 tries; a
 periodic reconciliation stopped that way never stops, and neither does the shutdown that
-waits for it. Two rules follow, applied wherever the bridge stops something:
+waits for it. Three rules follow, applied wherever the bridge stops something:
 
 - ``raise_if_cancelling`` after an aiokafka stop raises the cancellation it swallowed
   (``bridge.kafka.clients.stop_client`` does, and every client is stopped with it);

@@ -5,9 +5,13 @@ partitioner picks (murmur2, as Java's clients; librdkafka's own default is CRC32
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
+from bridge.config import Config
 from bridge.kafka.clients import CachedPartitioner, ensure_topics
 from tests.kafka_cluster import Broker
 from tests.kafka_helpers import bridge_config, read_topic
@@ -17,14 +21,23 @@ pytestmark = pytest.mark.integration
 rdkafka = pytest.importorskip("bench.rdkafka", reason="confluent-kafka is a dev dependency")
 
 
-async def test_rdkafka_baseline_publishes_like_the_bridge(any_broker: Broker) -> None:
-    broker = any_broker
+@asynccontextmanager
+async def producing(broker: Broker) -> AsyncIterator[tuple[Any, Config]]:
+    """The librdkafka baseline started on ``broker``, its events topic created."""
     config = bridge_config(broker.bootstrap)
-    topic = config.topics.events
-    await ensure_topics(config.kafka, [topic])
+    await ensure_topics(config.kafka, [config.topics.events])
     producer = rdkafka.RdkafkaProducer(broker.bootstrap, linger_ms=5)
     await producer.start()
     try:
+        yield producer, config
+    finally:
+        await producer.stop()
+
+
+async def test_rdkafka_baseline_publishes_like_the_bridge(any_broker: Broker) -> None:
+    broker = any_broker
+    async with producing(broker) as (producer, config):
+        topic = config.topics.events
         async with asyncio.timeout(30):
             await asyncio.gather(
                 *(
@@ -37,8 +50,6 @@ async def test_rdkafka_baseline_publishes_like_the_bridge(any_broker: Broker) ->
                     for n in range(200)
                 )
             )
-    finally:
-        await producer.stop()
     records = await read_topic(broker.bootstrap, topic, expect=200)
     assert sorted(r.value for r in records) == sorted(b'{"n": %d}' % n for n in range(200))
     partitions = list(range(config.kafka.topic_partitions))
@@ -54,14 +65,7 @@ async def test_rdkafka_baseline_publishes_like_the_bridge(any_broker: Broker) ->
 
 async def test_rdkafka_baseline_raises_kafkas_error(broker: Broker) -> None:
     """A record Kafka refuses fails its wait instead of hanging or passing."""
-    config = bridge_config(broker.bootstrap)
-    topic = config.topics.events
-    await ensure_topics(config.kafka, [topic])
-    producer = rdkafka.RdkafkaProducer(broker.bootstrap, linger_ms=5)
-    await producer.start()
-    try:
+    async with producing(broker) as (producer, config):
         with pytest.raises(Exception, match=r"(?i)size|large"):
             async with asyncio.timeout(30):
-                await producer.send_and_wait(topic, b"x" * 2_000_000)
-    finally:
-        await producer.stop()
+                await producer.send_and_wait(config.topics.events, b"x" * 2_000_000)
